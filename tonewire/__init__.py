@@ -1,0 +1,3 @@
+"""tonewire: analyse audio as it arrives and stream the results."""
+
+__version__ = "0.1.0"

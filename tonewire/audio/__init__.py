@@ -1,0 +1,1 @@
+"""Audio sources: streaming file decode (PyAV); later PCM frames and URL fetch."""

@@ -1,0 +1,223 @@
+"""Streaming decode of anything FFmpeg reads into float32 blocks at the analysis rate.
+
+Memory stays bounded whatever the duration: packets are decoded, resampled and handed out in
+fixed-size blocks; nothing holds the whole file. Library errors become :mod:`tonewire.errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+
+from tonewire.audio.riff import declared_wav_seconds
+from tonewire.errors import DecodeError, EmptyAudio, SourceNotFound, TooLong, UnsupportedFormat
+
+log = logging.getLogger(__name__)
+
+# A stream outside these is a corrupt header, not audio (FFmpeg would try to allocate for it).
+_MIN_SOURCE_RATE, _MAX_SOURCE_RATE = 1000, 768_000
+_MAX_CHANNELS = 64
+# Isolated corrupt packets are skipped (FFmpeg resynchronises); more than this is a broken file.
+_MAX_BAD_PACKETS = 8
+# Decoded audio this much shorter than the container declares means the file is truncated.
+_TRUNCATED_FRACTION, _TRUNCATED_SLACK_S = 0.9, 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class AudioInfo:
+    """What the container says, before decoding."""
+
+    path: str
+    format: str
+    codec: str
+    source_rate: int
+    source_channels: int
+    channels: int
+    """Channels of the decoded blocks: 1 for mono sources, else 2 (FFmpeg's stereo downmix)."""
+    declared_seconds: float | None
+    title: str | None
+
+
+class AudioReader:
+    """Open an audio file and iterate over float32 blocks ``[shape=(channels, n)]``.
+
+    Use as a context manager. ``info`` is available after opening; iterating decodes.
+    ``decoded_seconds`` and ``bad_packets`` are updated as blocks are produced.
+
+    Raises :class:`~tonewire.errors.AudioError` subclasses: ``NOT_FOUND``, ``EMPTY_AUDIO``,
+    ``UNSUPPORTED_FORMAT`` and ``TOO_LONG`` on opening; ``DECODE_ERROR``, ``TOO_LONG`` and
+    ``EMPTY_AUDIO`` while iterating.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        sample_rate: int = 22050,
+        block_seconds: float = 4.0,
+        max_duration_s: float | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.sample_rate = sample_rate
+        self.block_samples = max(1, round(block_seconds * sample_rate))
+        self.max_duration_s = max_duration_s
+        self.decoded_samples = 0
+        self.bad_packets = 0
+        self._container: Any = None
+        self._stream: Any = None
+        self.info = self._open()
+
+    # -- opening ---------------------------------------------------------------------------
+    def _open(self) -> AudioInfo:
+        try:
+            size = self.path.stat().st_size
+        except OSError as exc:
+            raise SourceNotFound(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        if not self.path.is_file():
+            raise SourceNotFound(f"{self.path} is not a file")
+        if size == 0:
+            raise EmptyAudio(f"{self.path.name} is empty (0 bytes)")
+        with self.path.open("rb") as f:
+            wav_seconds = declared_wav_seconds(f)
+        try:
+            container = av.open(str(self.path), metadata_errors="ignore")
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError, MemoryError) as exc:
+            raise UnsupportedFormat(f"{self.path.name} is not audio FFmpeg can read") from exc
+        self._container = container
+        try:
+            return self._inspect(container, wav_seconds)
+        except BaseException:
+            self.close()
+            raise
+
+    def _inspect(self, container: Any, wav_seconds: float | None) -> AudioInfo:
+        audio = [s for s in container.streams if s.type == "audio"]
+        if not audio:
+            raise UnsupportedFormat(f"{self.path.name} has no audio stream")
+        stream = audio[0]
+        ctx = stream.codec_context
+        rate = int(ctx.sample_rate or 0)
+        channels = int(ctx.channels or 0)
+        if not _MIN_SOURCE_RATE <= rate <= _MAX_SOURCE_RATE:
+            raise UnsupportedFormat(f"{self.path.name} declares an impossible sample rate ({rate})")
+        if not 1 <= channels <= _MAX_CHANNELS:
+            raise UnsupportedFormat(f"{self.path.name} declares {channels} audio channels")
+        declared = wav_seconds if wav_seconds is not None else _declared_seconds(container, stream)
+        if self.max_duration_s is not None and declared is not None:
+            if declared > self.max_duration_s:
+                raise TooLong(
+                    f"{self.path.name} declares {declared:.0f} s; the limit is "
+                    f"{self.max_duration_s:.0f} s"
+                )
+        stream.thread_type = "AUTO"
+        self._stream = stream
+        title = container.metadata.get("title") or stream.metadata.get("title")
+        return AudioInfo(
+            path=str(self.path),
+            format=str(container.format.name),
+            codec=str(ctx.name),
+            source_rate=rate,
+            source_channels=channels,
+            channels=1 if channels == 1 else 2,
+            declared_seconds=declared,
+            title=str(title) if title else None,
+        )
+
+    # -- decoding --------------------------------------------------------------------------
+    @property
+    def decoded_seconds(self) -> float:
+        return self.decoded_samples / self.sample_rate
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._container is None:
+            raise ValueError("reader is closed")
+        pending: list[np.ndarray] = []
+        have = 0
+        for chunk in self._resampled():
+            pending.append(chunk)
+            have += chunk.shape[1]
+            if have >= self.block_samples:
+                joined = np.concatenate(pending, axis=1)
+                n_out = (have // self.block_samples) * self.block_samples
+                for start in range(0, n_out, self.block_samples):
+                    yield self._count(joined[:, start : start + self.block_samples])
+                pending = [joined[:, n_out:]] if n_out < have else []
+                have -= n_out
+        if have:
+            yield self._count(np.concatenate(pending, axis=1))
+        self._check_complete()
+
+    def _count(self, block: np.ndarray) -> np.ndarray:
+        self.decoded_samples += block.shape[1]
+        if self.max_duration_s is not None and self.decoded_seconds > self.max_duration_s:
+            raise TooLong(f"{self.path.name} runs past the {self.max_duration_s:.0f} s limit")
+        return block
+
+    def _resampled(self) -> Iterator[np.ndarray]:
+        layout = "mono" if self.info.channels == 1 else "stereo"
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=self.sample_rate)
+        try:
+            for packet in self._container.demux(self._stream):
+                try:
+                    frames = packet.decode()
+                except (av.error.InvalidDataError, av.error.PatchWelcomeError) as exc:
+                    self._bad_packet(exc)
+                    continue
+                for frame in frames:
+                    frame.pts = None  # timestamps are counted from samples, never trusted
+                    for out in resampler.resample(frame):
+                        yield out.to_ndarray()
+            for out in resampler.resample(None):
+                yield out.to_ndarray()
+        except (av.error.FFmpegError, MemoryError, ValueError) as exc:
+            raise DecodeError(f"{self.path.name} could not be decoded: {exc}") from exc
+
+    def _bad_packet(self, exc: Exception) -> None:
+        self.bad_packets += 1
+        log.debug("skipping corrupt packet in %s: %s", self.path.name, exc)
+        if self.bad_packets > _MAX_BAD_PACKETS:
+            raise DecodeError(f"{self.path.name} is corrupt ({self.bad_packets} bad packets)")
+
+    def _check_complete(self) -> None:
+        if self.decoded_samples == 0:
+            raise EmptyAudio(f"{self.path.name} contains no audio samples")
+        declared = self.info.declared_seconds
+        got = self.decoded_seconds
+        if declared is not None and got < declared * _TRUNCATED_FRACTION - _TRUNCATED_SLACK_S:
+            raise DecodeError(
+                f"{self.path.name} is truncated: decoded {got:.1f} s of {declared:.1f} s"
+            )
+
+    # -- lifetime --------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> AudioReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _declared_seconds(container: Any, stream: Any) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return float(container.duration) / 1_000_000.0
+    return None

@@ -1,0 +1,69 @@
+"""The exception tree. Every error a client can cause carries a stable machine-readable code.
+
+Adapters (CLI, HTTP, Socket.IO, WebSocket) translate these into exit codes, 4xx responses,
+``error`` events or close codes; nothing below them knows about transports.
+"""
+
+from __future__ import annotations
+
+
+class TonewireError(Exception):
+    """Base class: ``code`` is stable and documented, ``message`` is for people."""
+
+    code: str = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+
+class AudioError(TonewireError):
+    """The input could not be turned into audio we can analyse."""
+
+    code = "DECODE_ERROR"
+
+
+class UnsupportedFormat(AudioError):
+    """Not audio FFmpeg can read: random bytes, an image, a container with no audio stream."""
+
+    code = "UNSUPPORTED_FORMAT"
+
+
+class DecodeError(AudioError):
+    """Readable container, but the audio inside is corrupt or truncated."""
+
+    code = "DECODE_ERROR"
+
+
+class EmptyAudio(AudioError):
+    """The input holds no audio samples at all."""
+
+    code = "EMPTY_AUDIO"
+
+
+class TooLong(AudioError):
+    """Declared or decoded duration is over the configured maximum."""
+
+    code = "TOO_LONG"
+
+
+ERROR_CODES: dict[str, str] = {
+    "UNSUPPORTED_FORMAT": UnsupportedFormat.__doc__ or "",
+    "DECODE_ERROR": DecodeError.__doc__ or "",
+    "EMPTY_AUDIO": EmptyAudio.__doc__ or "",
+    "TOO_LONG": TooLong.__doc__ or "",
+}
+
+
+class SourceNotFound(AudioError):
+    """The path does not exist or is not a readable file."""
+
+    code = "NOT_FOUND"
+
+
+ERROR_CODES["NOT_FOUND"] = SourceNotFound.__doc__ or ""
