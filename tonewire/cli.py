@@ -1,0 +1,116 @@
+"""Command line: ``tonewire analyze`` (more subcommands arrive with the server)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tonewire import __version__
+from tonewire.errors import TonewireError
+
+EXIT_BAD_INPUT = 2
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of the file's content, hex: the identity of an analysed file."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from tonewire.config import Settings
+    from tonewire.pipeline import Finished, Progress, Segment, Started, analyze_file
+    from tonewire.report.json import analysis_json, segment_json
+    from tonewire.report.progress import ProgressBar
+    from tonewire.report.summary import summary_text
+
+    settings = Settings()
+    options = settings.analysis_options()
+    if args.segment_seconds is not None:
+        from dataclasses import replace
+
+        try:
+            options = replace(options, segment_seconds=args.segment_seconds)
+        except ValueError as exc:
+            raise TonewireError(str(exc), code="INVALID_OPTION") from None
+    path = Path(args.path)
+    bar = ProgressBar(label=path.name[:40])
+    segments: list[Segment] = []
+    title = path.stem
+    try:
+        for event in analyze_file(path, options, max_duration_s=settings.max_duration_s):
+            if isinstance(event, Segment):
+                segments.append(event)
+            elif isinstance(event, Progress):
+                bar.update(event.fraction, event.decoded_seconds)
+            elif isinstance(event, Started):
+                title = event.info.title or path.stem
+            elif isinstance(event, Finished):
+                summary = event.summary
+    finally:
+        bar.close()
+    print(summary_text(summary, title=title))
+    if args.json:
+        digest = file_digest(path)
+        doc = analysis_json(
+            analysis_id=digest[:32],
+            video={"id": digest[:32], "title": title, "duration": summary.duration,
+                   "thumbnailUrl": None},
+            segments=(segment_json(s) for s in segments),
+            summary=summary,
+            analyzed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        _write_json(Path(args.json), doc)
+        print(f"wrote {args.json}")
+    if args.plot:
+        from tonewire.report.plot import plot_analysis
+
+        plot_analysis(segments, summary, title=title, out=Path(args.plot))
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        json.dump(doc, f, separators=(",", ":"), allow_nan=False)
+    tmp.replace(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tonewire", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tonewire {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    an = sub.add_parser("analyze", help="analyse an audio file and print a summary")
+    an.add_argument("path", help="any audio file FFmpeg reads (mp3, wav, flac, ogg, m4a, webm)")
+    an.add_argument("--json", metavar="OUT", help="write the full analysis as JSON")
+    an.add_argument("--segment-seconds", type=float, metavar="S",
+                    help="segment length in seconds (default 1, env TONEWIRE_SEGMENT_SECONDS)")
+    an.add_argument("--plot", metavar="OUT.png", help="draw the analysis (needs matplotlib)")
+    an.set_defaults(func=_cmd_analyze)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except TonewireError as exc:
+        print(f"tonewire: error: {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"tonewire: error: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
