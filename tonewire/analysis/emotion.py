@@ -47,8 +47,8 @@ class EmotionInputs:
     lufs: np.ndarray
     tempo_bpm: np.ndarray
     periodicity: np.ndarray
-    onset_mean: np.ndarray
-    """Mean spectral flux, dB per frame."""
+    onset_density: np.ndarray
+    """Mean onset flux relative to the segment's RMS: about 0.15 for steady music."""
     centroid_hz: np.ndarray
     flatness: np.ndarray
     mode_score: np.ndarray
@@ -61,7 +61,7 @@ def valence_arousal(x: EmotionInputs) -> tuple[np.ndarray, np.ndarray]:
     z_loud = (x.lufs + 20.0) / 10.0
     z_tempo = np.where(np.isfinite(x.tempo_bpm), (np.nan_to_num(x.tempo_bpm) - 100.0) / 40.0,
                        0.0) * np.clip(x.periodicity * 3.0, 0.0, 1.0)
-    z_onsets = (x.onset_mean - 1.5) / 1.0
+    z_onsets = (x.onset_density - 0.15) / 0.1
     z_bright = (x.centroid_hz - 1500.0) / 1000.0
     z_noise = (x.flatness - 0.1) / 0.1
     z_mode = np.clip(x.mode_score * 4.0, -2.0, 2.0) * x.tonal_clarity

@@ -57,7 +57,7 @@ class Segment:
     beat_strength: float
     """Periodicity of the onset envelope at the local tempo, 0..1."""
     onset_strength: float
-    """Mean spectral flux, dB per frame."""
+    """Mean onset power flux (square root of full-scale power rise per frame)."""
     chroma: tuple[float, ...]
     """Energy per pitch class C..B, the largest scaled to 1 (all 0 when silent)."""
     brainwaves: tuple[float, float, float, float, float]

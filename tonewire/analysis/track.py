@@ -88,7 +88,7 @@ class TrackAnalyzer:
         self._n_in = 0
         self._done1 = 0  # segments through stage 1
         self._done2 = 0  # segments yielded
-        self._prev_logmel: np.ndarray | None = None
+        self._prev_mel: np.ndarray | None = None
         self._onsets: list[np.ndarray] = []
         self._onset_cache: np.ndarray | None = None
         self._meter = ld.LoudnessMeter(sr=self.sr, channels=channels)
@@ -195,10 +195,10 @@ class TrackAnalyzer:
         flat_frames = np.exp(logp.mean(axis=1)) / (power.mean(axis=1) + 1e-10)
         flatness = seg_mean(flat_frames)
         chroma = seg_mean(fb.peak_chroma(power, sr=self.sr, n_fft=self.n_fft))
-        logmel = rhythm.log_mel_db(power @ self._mel)
-        flux = rhythm.onset_strength(logmel, previous=self._prev_logmel)
-        if logmel.shape[0]:
-            self._prev_logmel = logmel[-1]
+        mel = power @ self._mel
+        flux = rhythm.onset_strength(mel, previous=self._prev_mel)
+        if mel.shape[0]:
+            self._prev_mel = mel[-1]
         self._onsets.append(flux)
         self._onset_cache = None
         onset_mean = seg_mean(flux)
@@ -279,7 +279,8 @@ class TrackAnalyzer:
         flatness = rows.get("flatness")[idx]
         inputs = emo.EmotionInputs(
             lufs=lufs_st, tempo_bpm=tempo_bpm, periodicity=periodicity,
-            onset_mean=rows.get("onset_mean")[idx], centroid_hz=rows.get("centroid")[idx],
+            onset_density=rows.get("onset_mean")[idx] / np.maximum(np.sqrt(ms), 1e-9),
+            centroid_hz=rows.get("centroid")[idx],
             flatness=flatness, mode_score=mode_score, tonal_clarity=clarity,
         )
         valence, arousal = emo.valence_arousal(inputs)
