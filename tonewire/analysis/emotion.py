@@ -8,9 +8,10 @@ against the track), so a quiet track reads calmer than a loud one:
     arousal = tanh(0.5 z_loudness + 0.25 z_tempo + 0.25 z_onsets + 0.15 z_brightness)
     valence = tanh(0.6 z_mode + 0.2 z_brightness + 0.15 z_tempo - 0.2 z_noisiness)
 
-The label is the category whose centre is nearest; its confidence is a softmax over negative
-squared distances (temperature 0.05) times a reliability factor that falls for faint audio and
-for audio without pitched content (whose mode says nothing). Labels below the confidence floor
+The label is the category whose centre is nearest. Its confidence is a softmax over negative
+squared distances (temperature 0.05), times closeness to that centre (a Gaussian of width
+0.3, so a neutral point between categories is not confidently anything), times a reliability
+factor that falls for faint audio and for audio without pitched content. Labels below the confidence floor
 are withheld, and silence gets no label at all.
 """
 
@@ -38,6 +39,7 @@ CATEGORIES: Final[dict[str, tuple[float, float]]] = {
 _NAMES: Final = tuple(CATEGORIES)
 _CENTRES: Final = np.array([CATEGORIES[k] for k in _NAMES])
 _TEMPERATURE: Final = 0.05
+_CLOSENESS_WIDTH: Final = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +88,9 @@ def classify(valence: np.ndarray, arousal: np.ndarray, *, reliability: np.ndarra
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     best = np.argmax(p, axis=1)
-    conf = p[np.arange(best.size), best] * np.clip(np.atleast_1d(reliability), 0.0, 1.0)
+    rows = np.arange(best.size)
+    closeness = np.exp(-0.5 * d2[rows, best] / _CLOSENESS_WIDTH**2)
+    conf = p[rows, best] * closeness * np.clip(np.atleast_1d(reliability), 0.0, 1.0)
     labels = [(_NAMES[b] if c >= min_confidence else None) for b, c in zip(best, conf,
                                                                             strict=True)]
     return labels, conf

@@ -51,6 +51,7 @@ RECURRENCE_MIN_LAG_S: Final = 8.0
 RECURRENCE_HISTORY_S: Final = 600.0
 SECTION_WINDOW_S: Final = 8.0
 BAND_FLOOR_DB: Final = -80.0
+OVERALL_EVIDENCE_S: Final = 10.0
 _AES17: Final = 10.0 * math.log10(2.0)  # dB: a full-scale sine reads 0 dBFS
 _EPS: Final = 1e-12
 
@@ -458,8 +459,9 @@ class TrackAnalyzer:
             return NO_EMOTION
         w = np.maximum(r[ok], 1e-6)
         mv, ma = float(np.average(v[ok], weights=w)), float(np.average(a[ok], weights=w))
-        # Evidence grows with the sounding share of the span: one loud second is not a track.
-        rel = float(np.mean(r[ok])) * float(np.clip(ok.mean() * 1.25, 0.0, 1.0))
+        # Evidence grows with sounding time: a fraction of a second is not a track's mood.
+        sounding_s = float(ok.sum()) * self.seg_s
+        rel = float(np.mean(r[ok])) * min(1.0, sounding_s / OVERALL_EVIDENCE_S)
         labels, conf = emo.classify(np.array([mv]), np.array([ma]), reliability=np.array([rel]),
                                     min_confidence=self.opt.min_confidence)
         return Emotion(primary=labels[0], confidence=_r(conf[0]), valence=_r(mv),

@@ -42,7 +42,8 @@ class AudioInfo:
     source_rate: int
     source_channels: int
     channels: int
-    """Channels of the decoded blocks: 1 for mono sources, else 2 (FFmpeg's stereo downmix)."""
+    """Channels of the decoded blocks: 1 for mono sources and for layouts FFmpeg cannot
+    downmix (their channels are averaged), else 2 (FFmpeg's stereo downmix)."""
     declared_seconds: float | None
     title: str | None
 
@@ -72,6 +73,8 @@ class AudioReader:
         self.max_duration_s = max_duration_s
         self.decoded_samples = 0
         self.bad_packets = 0
+        self.good_packets = 0
+        self._own_downmix = False
         self._container: Any = None
         self._stream: Any = None
         self.info = self._open()
@@ -120,6 +123,8 @@ class AudioReader:
                 )
         stream.thread_type = "AUTO"
         self._stream = stream
+        standard = not str(stream.layout.name).endswith("channels")
+        self._own_downmix = channels > 2 and not standard
         title = container.metadata.get("title") or stream.metadata.get("title")
         return AudioInfo(
             path=str(self.path),
@@ -127,7 +132,7 @@ class AudioReader:
             codec=str(ctx.name),
             source_rate=rate,
             source_channels=channels,
-            channels=1 if channels == 1 else 2,
+            channels=1 if channels == 1 or self._own_downmix else 2,
             declared_seconds=declared,
             title=str(title) if title else None,
         )
@@ -172,7 +177,10 @@ class AudioReader:
                 except (av.error.InvalidDataError, av.error.PatchWelcomeError) as exc:
                     self._bad_packet(exc)
                     continue
+                self.good_packets += 1
                 for frame in frames:
+                    if self._own_downmix:
+                        frame = _mono_frame(frame)
                     frame.pts = None  # timestamps are counted from samples, never trusted
                     for out in resampler.resample(frame):
                         yield out.to_ndarray()
@@ -185,6 +193,9 @@ class AudioReader:
         self.bad_packets += 1
         log.debug("skipping corrupt packet in %s: %s", self.path.name, exc)
         if self.bad_packets > _MAX_BAD_PACKETS:
+            if self.good_packets < self.bad_packets:
+                # FFmpeg found frame-like headers in noise, and most of it does not decode.
+                raise UnsupportedFormat(f"{self.path.name} is not audio FFmpeg can read")
             raise DecodeError(f"{self.path.name} is corrupt ({self.bad_packets} bad packets)")
 
     def _check_complete(self) -> None:
@@ -213,6 +224,31 @@ class AudioReader:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+_INT_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9.223372036854776e18}
+
+
+def _mono_frame(frame: Any) -> Any:
+    """Average every channel of a frame with no standard layout into a mono float frame.
+
+    FFmpeg's resampler cannot remix such layouts (and PyAV crashes passing them through), so
+    the mix is done here, before resampling.
+    """
+    fmt = frame.format
+    name = str(fmt.name).rstrip("p")
+    channels = len(frame.layout.channels)
+    data = frame.to_ndarray()
+    planes = data if fmt.is_planar else data.reshape(-1, channels).T
+    x = planes.astype(np.float32)
+    if name == "u8":
+        x -= 128.0
+    if name in _INT_SCALE:
+        x /= _INT_SCALE[name]
+    out = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(x.mean(axis=0, keepdims=True)), format="fltp", layout="mono")
+    out.sample_rate = frame.sample_rate
+    return out
 
 
 def _declared_seconds(container: Any, stream: Any) -> float | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 FloatArray = npt.NDArray[np.float64]
+LegendLoc = Literal["upper left", "lower right"]
 
 BAND_NAMES: Final = ("bass", "low-mid", "mid", "high-mid", "high")
 
@@ -64,8 +65,30 @@ _DB_RANGE: Final = (-80.0, 0.0)
 _GATE_LUFS: Final = -70.0
 _DASH: Final = (0, (4, 3))
 _MINUS: Final = "\N{MINUS SIGN}"
-_TIME_STEPS: Final = (0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600,
-                      900, 1200, 1800, 3600, 7200, 14400)
+_TIME_STEPS: Final = (
+    0.05,
+    0.1,
+    0.2,
+    0.25,
+    0.5,
+    1,
+    2,
+    5,
+    10,
+    15,
+    20,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1200,
+    1800,
+    3600,
+    7200,
+    14400,
+)
 _LINES_PER_INCH: Final = 2.5
 """Above this density section boundaries are marked in the section lane only."""
 
@@ -138,8 +161,9 @@ class _Columns:
         self.bands_db = np.array([s.bands_db for s in segs], dtype=np.float64).reshape(n, 5)
         self.lufs = self._gated([s.lufs for s in segs])
         self.lufs_st = self._gated([s.lufs_short_term for s in segs])
-        self.tempo = np.array([np.nan if s.tempo_bpm is None else s.tempo_bpm for s in segs],
-                              dtype=np.float64)
+        self.tempo = np.array(
+            [np.nan if s.tempo_bpm is None else s.tempo_bpm for s in segs], dtype=np.float64
+        )
         self.beat = np.clip(np.array([s.beat_strength for s in segs], dtype=np.float64), 0, 1)
         self.emotions: list[Emotion] = [s.emotion for s in segs]
         self.valence = self._sounding([e.valence for e in self.emotions])
@@ -208,8 +232,11 @@ def _subtitle(summary: TrackSummary) -> str:
     lufs = summary.integrated_lufs
     bits.append(_minus(f"{lufs:.1f} LUFS integrated" if lufs is not None else "below -70 LUFS"))
     e = summary.overall_emotion
-    bits.append(f"{e.primary} ({e.confidence:.0%}, heuristic)" if e.primary
-                else "no clear emotion (heuristic)")
+    bits.append(
+        f"{e.primary} ({e.confidence:.0%}, heuristic)"
+        if e.primary
+        else "no clear emotion (heuristic)"
+    )
     return "   ·   ".join(bits)
 
 
@@ -236,33 +263,73 @@ def _panel_title(ax: Axes, text: str, note: str = "", *, colour: str = _INK) -> 
     """Bold title at the top left, an optional quiet note right after it."""
     t = ax.set_title(text, loc="left", fontsize=10, color=colour, fontweight="bold", pad=5)
     if note:
-        ax.annotate(note, xy=(1.0, 0.0), xycoords=t, xytext=(7.0, 0.0),
-                    textcoords="offset points", fontsize=8.5, color=_FAINT, va="bottom",
-                    annotation_clip=False)
+        ax.annotate(
+            note,
+            xy=(1.0, 0.0),
+            xycoords=t,
+            xytext=(7.0, 0.0),
+            textcoords="offset points",
+            fontsize=8.5,
+            color=_FAINT,
+            va="bottom",
+            annotation_clip=False,
+        )
 
 
 def _line_key(ax: Axes, handles: Sequence[Artist]) -> None:
     """A one-row legend for a panel's lines, at its top right above the plot."""
-    _legend(ax, handles, loc="lower right", bbox_to_anchor=(1.0, 1.03), ncol=len(handles),
-            columnspacing=1.4)
+    _legend(
+        ax,
+        handles,
+        loc="lower right",
+        bbox_to_anchor=(1.0, 1.03),
+        ncol=len(handles),
+        columnspacing=1.4,
+    )
 
 
-def _legend(ax: Axes, handles: Sequence[Artist], **kw: object) -> None:
-    if not handles:
-        return
-    opts: dict[str, object] = {
-        "loc": "upper left", "frameon": False, "fontsize": 8.5, "labelcolor": _SOFT,
-        "handlelength": 1.6, "handleheight": 0.9, "borderaxespad": 0.0, "borderpad": 0.0,
-        "columnspacing": 0.8, "labelspacing": 0.45, "handletextpad": 0.5,
-    }
-    opts.update(kw)
-    ax.legend(handles=handles, **opts)  # type: ignore[arg-type]
+def _legend(
+    ax: Axes,
+    handles: Sequence[Artist],
+    *,
+    loc: LegendLoc = "upper left",
+    bbox_to_anchor: tuple[float, float] | None = None,
+    ncol: int = 1,
+    columnspacing: float = 0.8,
+) -> None:
+    if handles:
+        ax.legend(
+            handles=handles,
+            loc=loc,
+            bbox_to_anchor=bbox_to_anchor,
+            ncol=ncol,
+            columnspacing=columnspacing,
+            frameon=False,
+            fontsize=8.5,
+            labelcolor=_SOFT,
+            handlelength=1.6,
+            handleheight=0.9,
+            borderaxespad=0.0,
+            borderpad=0.0,
+            labelspacing=0.45,
+            handletextpad=0.5,
+        )
 
 
 def _note(ax: Axes, text: str) -> None:
     """A quiet centred remark where a panel has nothing to draw."""
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9,
-            color=_FAINT, style="italic", zorder=6)
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=9,
+        color=_FAINT,
+        style="italic",
+        zorder=6,
+    )
 
 
 # -- drawing --------------------------------------------------------------------------------
@@ -271,22 +338,35 @@ def _note(ax: Axes, text: str) -> None:
 def _draw(fig: Figure, d: _Columns, summary: TrackSummary, *, title: str, end: float) -> None:
     from matplotlib.ticker import FuncFormatter, MultipleLocator
 
-    fig.text(0.045, 0.963, title or "untitled", fontsize=17, color=_INK, fontweight="bold",
-             ha="left", va="baseline")
-    fig.text(0.045, 0.935, _subtitle(summary), fontsize=10.5, color=_SOFT, ha="left",
-             va="baseline")
+    fig.text(
+        0.045,
+        0.963,
+        title or "untitled",
+        fontsize=17,
+        color=_INK,
+        fontweight="bold",
+        ha="left",
+        va="baseline",
+    )
+    fig.text(0.045, 0.935, _subtitle(summary), fontsize=10.5, color=_SOFT, ha="left", va="baseline")
 
     gs = fig.add_gridspec(
-        6, 2, height_ratios=(0.28, 1.55, 1.15, 0.32, 0.95, 0.85), width_ratios=(1.0, 0.15),
-        left=0.115, right=0.985, top=0.893, bottom=0.065, hspace=0.55, wspace=0.06,
+        6,
+        2,
+        height_ratios=(0.28, 1.55, 1.15, 0.32, 0.95, 0.85),
+        width_ratios=(1.0, 0.12),
+        left=0.115,
+        right=0.985,
+        top=0.893,
+        bottom=0.065,
+        hspace=0.55,
+        wspace=0.06,
     )
     ax_sec = fig.add_subplot(gs[0, 0])
     panels = [fig.add_subplot(gs[i, 0], sharex=ax_sec) for i in range(1, 6)]
     ax_band, ax_loud, ax_emo, ax_va, ax_tempo = panels
-    keys = [fig.add_subplot(spec) for spec in (gs[2, 1], gs[3:5, 1], gs[5, 1])]
-    for k in keys:
-        k.set_axis_off()
-    key_loud, key_emo, key_tempo = keys
+    key_emo = fig.add_subplot(gs[3:, 1])
+    key_emo.set_axis_off()
 
     step = _time_step(end)
     hours = end >= 3600
@@ -294,24 +374,32 @@ def _draw(fig: Figure, d: _Columns, summary: TrackSummary, *, title: str, end: f
     ax_sec.set_xlim(0.0, end)
     ax_tempo.xaxis.set_major_locator(MultipleLocator(step))
     ax_tempo.xaxis.set_major_formatter(
-        FuncFormatter(lambda x, _pos: _clock(x, hours=hours, decimals=decimals)))
-    ax_tempo.set_xlabel("time (h:mm:ss)" if hours else "time (m:ss)", fontsize=8.5,
-                        color=_SOFT)
+        FuncFormatter(lambda x, _pos: _clock(x, hours=hours, decimals=decimals))
+    )
+    ax_tempo.set_xlabel("time (h:mm:ss)" if hours else "time (m:ss)", fontsize=8.5, color=_SOFT)
     for ax in (ax_sec, *panels[:-1]):
         ax.tick_params(axis="x", labelbottom=False)
 
     _draw_sections(fig, ax_sec, summary, end)
     _draw_bands(fig, ax_band, d, summary)
-    _draw_loudness(ax_loud, key_loud, d, summary)
+    _draw_loudness(ax_loud, d, summary)
     _draw_emotion(ax_emo, ax_va, key_emo, d)
-    _draw_tempo(ax_tempo, key_tempo, d, summary)
+    _draw_tempo(ax_tempo, d, summary)
 
     starts = [s.start for s in summary.sections if 0.0 < s.start < end]
     width_in = ax_band.get_position().width * fig.get_figwidth()
     if starts and len(starts) <= _LINES_PER_INCH * width_in:
         for ax in panels:
-            ax.vlines(starts, 0.0, 1.0, transform=ax.get_xaxis_transform(), colors=_SECTION,
-                      linewidth=0.9, alpha=0.75, zorder=5)
+            ax.vlines(
+                starts,
+                0.0,
+                1.0,
+                transform=ax.get_xaxis_transform(),
+                colors=_SECTION,
+                linewidth=0.9,
+                alpha=0.75,
+                zorder=5,
+            )
 
 
 def _draw_sections(fig: Figure, ax: Axes, summary: TrackSummary, end: float) -> None:
@@ -328,8 +416,7 @@ def _draw_sections(fig: Figure, ax: Axes, summary: TrackSummary, end: float) -> 
     _panel_title(ax, "Sections", "tempo · key per section")
     verts = [((s.start, 0.0), (s.start, 1.0), (s.end, 1.0), (s.end, 0.0)) for s in sections]
     shades = ["#F0F0F0" if i % 2 == 0 else "#E2E2E2" for i in range(len(sections))]
-    ax.add_collection(PolyCollection(verts, facecolors=shades, edgecolors="white",
-                                     linewidths=1.0))
+    ax.add_collection(PolyCollection(verts, facecolors=shades, edgecolors="white", linewidths=1.0))
     lane_in = ax.get_position().width * fig.get_figwidth()
     inset = 0.06 / lane_in * end
     for i, s in enumerate(sections):
@@ -337,8 +424,9 @@ def _draw_sections(fig: Figure, ax: Axes, summary: TrackSummary, end: float) -> 
         tempo = f"{s.tempo_bpm:.0f} BPM" if s.tempo_bpm else "no beat"
         for label in (f"{i + 1}   {tempo} · {s.key.name or 'no key'}", str(i + 1)):
             if len(label) * 8.5 * 0.6 / 72 < room_in:  # rough width of DejaVu Sans at 8.5 pt
-                ax.text(s.start + inset, 0.5, label, fontsize=8.5, color=_INK, ha="left",
-                        va="center")
+                ax.text(
+                    s.start + inset, 0.5, label, fontsize=8.5, color=_INK, ha="left", va="center"
+                )
                 break
 
 
@@ -354,19 +442,25 @@ def _draw_bands(fig: Figure, ax: Axes, d: _Columns, summary: TrackSummary) -> No
     if not d.n:
         _note(ax, "no segments")
         return
-    mesh = ax.pcolormesh(d.edges, np.arange(6.0), np.clip(d.bands_db.T, *_DB_RANGE),
-                         cmap=_BANDS_CMAP, norm=Normalize(*_DB_RANGE), shading="flat",
-                         rasterized=True)
+    mesh = ax.pcolormesh(
+        d.edges,
+        np.arange(6.0),
+        np.clip(d.bands_db.T, *_DB_RANGE),
+        cmap=_BANDS_CMAP,
+        norm=Normalize(*_DB_RANGE),
+        shading="flat",
+        rasterized=True,
+    )
     cax = ax.inset_axes((1.02, 0.0, 0.012, 1.0))
     cbar = fig.colorbar(mesh, cax=cax, ticks=[-80, -60, -40, -20, 0])
     cbar.ax.tick_params(labelsize=8, colors=_SOFT, length=2)
-    cbar.outline.set_visible(False)  # type: ignore[operator]
+    cbar.outline.set_visible(False)
     cbar.ax.set_ylabel("dBFS", fontsize=8, color=_SOFT, labelpad=2)
     if d.silent.all():
         _note(ax, "silent")
 
 
-def _draw_loudness(ax: Axes, key: Axes, d: _Columns, summary: TrackSummary) -> None:
+def _draw_loudness(ax: Axes, d: _Columns, summary: TrackSummary) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MultipleLocator
 
@@ -388,16 +482,30 @@ def _draw_loudness(ax: Axes, key: Axes, d: _Columns, summary: TrackSummary) -> N
         ax.stairs(d.lufs, d.edges, color=_LOUD_SEG, linewidth=1.1, baseline=None)
         handles.append(Line2D([], [], color=_LOUD_SEG, linewidth=2.0, label="segment"))
     if np.isfinite(d.lufs_st).any():
-        ax.plot(d.end, d.lufs_st, color=_LOUD_ST, linewidth=1.6,
-                marker="o" if d.n <= 3 else "", markersize=3.5)
+        ax.plot(
+            d.end,
+            d.lufs_st,
+            color=_LOUD_ST,
+            linewidth=1.6,
+            marker="o" if d.n <= 3 else "",
+            markersize=3.5,
+        )
         handles.append(Line2D([], [], color=_LOUD_ST, linewidth=1.6, label="short-term (3 s)"))
     if lufs is not None:
         ax.axhline(lufs, color=_INK, linewidth=1.0, linestyle=_DASH)
-        handles.append(Line2D([], [], color=_INK, linewidth=1.0, linestyle=_DASH,
-                              label=_minus(f"integrated {lufs:.1f}")))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=_INK,
+                linewidth=1.0,
+                linestyle=_DASH,
+                label=_minus(f"integrated {lufs:.1f} LUFS"),
+            )
+        )
     if not finite.size:
         _note(ax, _minus("silent: everything below -70 LUFS") if d.n else "no segments")
-    _legend(key, handles)
+    _line_key(ax, handles)
 
 
 def _emotion_colours(d: _Columns) -> tuple[FloatArray, list[str], bool]:
@@ -430,12 +538,12 @@ def _draw_emotion(ax: Axes, ax_va: Axes, key: Axes, d: _Columns) -> None:
     from matplotlib.patches import Patch
 
     _style(ax, grid=False)
-    _panel_title(ax, "Emotion (heuristic)", "colour = category, paler = less confident")
+    _panel_title(ax, "Emotion", "heuristic; colour = category, paler = less confident")
     ax.set_ylim(0.0, 1.0)
     ax.set_yticks([])
     ax.spines["left"].set_visible(False)
     _style(ax_va)
-    _panel_title(ax_va, "Valence & arousal (heuristic)")
+    _panel_title(ax_va, "Valence & arousal", _minus("heuristic, -1 … 1"))
     ax_va.set_ylim(-1.08, 1.08)
     ax_va.set_yticks([-1.0, 0.0, 1.0])
     ax_va.axhline(0.0, color="#CCCCCC", linewidth=0.8)
@@ -445,38 +553,50 @@ def _draw_emotion(ax: Axes, ax_va: Axes, key: Axes, d: _Columns) -> None:
         return
 
     rgb, present, unclear = _emotion_colours(d)
-    verts = np.stack([np.column_stack([d.start, np.zeros(d.n)]),
-                      np.column_stack([d.start, np.ones(d.n)]),
-                      np.column_stack([d.end, np.ones(d.n)]),
-                      np.column_stack([d.end, np.zeros(d.n)])], axis=1)
+    verts = np.stack(
+        [
+            np.column_stack([d.start, np.zeros(d.n)]),
+            np.column_stack([d.start, np.ones(d.n)]),
+            np.column_stack([d.end, np.ones(d.n)]),
+            np.column_stack([d.end, np.zeros(d.n)]),
+        ],
+        axis=1,
+    )
     # Edges in the face colour close the hairline gaps antialiasing leaves between cells.
-    ax.add_collection(PolyCollection(verts, facecolors=rgb, edgecolors=rgb, linewidths=0.3,
-                                     rasterized=True))
-    handles: list[Artist] = [Patch(facecolor=EMOTION_COLOURS.get(k, UNCLEAR_COLOUR),
-                                   edgecolor="none", label=k) for k in present]
+    ax.add_collection(
+        PolyCollection(list(verts), facecolors=rgb, edgecolors=rgb, linewidths=0.3, rasterized=True)
+    )
+    handles: list[Artist] = [
+        Patch(facecolor=EMOTION_COLOURS.get(k, UNCLEAR_COLOUR), edgecolor="none", label=k)
+        for k in present
+    ]
     if unclear:
         handles.append(Patch(facecolor=UNCLEAR_COLOUR, edgecolor="none", label="unclear"))
-    _legend(key, handles, ncol=1 if len(handles) <= 7 else 2)
+    _legend(key, handles)
 
     if np.isfinite(d.valence).any():
         mark = "o" if d.n <= 3 else ""
         ax_va.plot(d.mid, d.valence, color=_VALENCE, linewidth=1.2, marker=mark, markersize=3.5)
         ax_va.plot(d.mid, d.arousal, color=_AROUSAL, linewidth=1.2, marker=mark, markersize=3.5)
-        _legend(ax_va, [Line2D([], [], color=_VALENCE, linewidth=1.4, label="valence"),
-                        Line2D([], [], color=_AROUSAL, linewidth=1.4, label="arousal")],
-                loc="lower right", bbox_to_anchor=(1.0, 1.02), ncol=2, columnspacing=1.4)
+        _line_key(
+            ax_va,
+            [
+                Line2D([], [], color=_VALENCE, linewidth=1.4, label="valence"),
+                Line2D([], [], color=_AROUSAL, linewidth=1.4, label="arousal"),
+            ],
+        )
     else:
         _note(ax, "silent")
         _note(ax_va, "silent")
 
 
-def _draw_tempo(ax: Axes, key: Axes, d: _Columns, summary: TrackSummary) -> None:
+def _draw_tempo(ax: Axes, d: _Columns, summary: TrackSummary) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     from matplotlib.ticker import MultipleLocator
 
     _style(ax)
-    _panel_title(ax, "Tempo", "local BPM over 8 s; shade = beat strength")
+    _panel_title(ax, "Tempo", "local BPM, 8 s window")
     handles: list[Artist] = []
     if d.n and d.beat.any():
         beat = ax.twinx()
@@ -492,13 +612,28 @@ def _draw_tempo(ax: Axes, key: Axes, d: _Columns, summary: TrackSummary) -> None
         lo, hi = float(tempo.min()), float(tempo.max())
         pad = max(8.0, 0.15 * (hi - lo))
         ax.set_ylim(max(0.0, lo - pad), hi + pad)
-        ax.plot(d.mid, d.tempo, color=_TEMPO, linewidth=1.3, marker="o" if d.n <= 3 else "",
-                markersize=3.5)
+        ax.plot(
+            d.mid,
+            d.tempo,
+            color=_TEMPO,
+            linewidth=1.3,
+            marker="o" if d.n <= 3 else "",
+            markersize=3.5,
+        )
         handles.insert(0, Line2D([], [], color=_TEMPO, linewidth=1.3, label="local BPM"))
         if summary.tempo.bpm:
             ax.axhline(summary.tempo.bpm, color=_FAINT, linewidth=0.8, linestyle=_DASH)
-            handles.insert(1, Line2D([], [], color=_FAINT, linewidth=0.8, linestyle=_DASH,
-                                     label=f"track {summary.tempo.bpm:.1f}"))
+            handles.insert(
+                1,
+                Line2D(
+                    [],
+                    [],
+                    color=_FAINT,
+                    linewidth=0.8,
+                    linestyle=_DASH,
+                    label=f"track {summary.tempo.bpm:.1f} BPM",
+                ),
+            )
     else:
         ax.set_ylim(60.0, 180.0)
         _note(ax, "no steady beat" if d.n else "no segments")
@@ -506,4 +641,4 @@ def _draw_tempo(ax: Axes, key: Axes, d: _Columns, summary: TrackSummary) -> None
     ax.yaxis.set_major_locator(
         MultipleLocator(next((s for s in (5.0, 10.0, 20.0, 40.0, 50.0) if span / s <= 5), 100.0))
     )
-    _legend(key, handles)
+    _line_key(ax, handles)
