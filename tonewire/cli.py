@@ -24,8 +24,9 @@ def file_digest(path: Path) -> str:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
+    from tonewire.analysis.results import Segment, TrackSummary
     from tonewire.config import Settings
-    from tonewire.pipeline import Finished, Progress, Segment, Started, analyze_file
+    from tonewire.pipeline import Finished, Progress, Started, analyze_file
     from tonewire.report.json import analysis_json, segment_json
     from tonewire.report.progress import ProgressBar
     from tonewire.report.summary import summary_text
@@ -42,6 +43,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     path = Path(args.path)
     bar = ProgressBar(label=path.name[:40])
     segments: list[Segment] = []
+    summary: TrackSummary | None = None
     title = path.stem
     try:
         for event in analyze_file(path, options, max_duration_s=settings.max_duration_s):
@@ -55,6 +57,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                 summary = event.summary
     finally:
         bar.close()
+    if summary is None:  # the generator always finishes unless it raised
+        raise TonewireError("analysis ended without a result")
     print(summary_text(summary, title=title))
     if args.json:
         digest = file_digest(path)

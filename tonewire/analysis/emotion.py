@@ -11,8 +11,8 @@ against the track), so a quiet track reads calmer than a loud one:
 The label is the category whose centre is nearest. Its confidence is a softmax over negative
 squared distances (temperature 0.05), times closeness to that centre (a Gaussian of width
 0.3, so a neutral point between categories is not confidently anything), times a reliability
-factor that falls for faint audio and for audio without pitched content. Labels below the confidence floor
-are withheld, and silence gets no label at all.
+factor that falls for faint audio and for audio without pitched content. Labels below the
+confidence floor are withheld, and silence gets no label at all.
 """
 
 from __future__ import annotations

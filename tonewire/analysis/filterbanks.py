@@ -1,4 +1,4 @@
-"""Filterbank matrices over STFT bins: frequency bands, mel bands and pitch-class chroma.
+"""Filterbanks over STFT bins: frequency bands and mel bands (matrices), pitch-class chroma.
 
 Each is a ``[shape=(n_bins, n_out)]`` matrix, so a band summary of a whole spectrogram block is
 one matrix product ``power @ matrix``.
@@ -47,7 +47,8 @@ def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
 
 
 def mel_to_hz(m: np.ndarray | float) -> np.ndarray:
-    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+    out: np.ndarray = 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+    return out
 
 
 def mel_matrix(*, sr: int, n_fft: int, n_mels: int = 64, fmin: float = 30.0,
@@ -60,7 +61,8 @@ def mel_matrix(*, sr: int, n_fft: int, n_mels: int = 64, fmin: float = 30.0,
     f = freqs[:, None]
     up = (f - lo) / np.maximum(mid - lo, 1e-9)
     down = (hi - f) / np.maximum(hi - mid, 1e-9)
-    return np.clip(np.minimum(up, down), 0.0, None).astype(np.float32)
+    out: np.ndarray = np.clip(np.minimum(up, down), 0.0, None).astype(np.float32)
+    return out
 
 
 def peak_chroma(power: np.ndarray, *, sr: int, n_fft: int, fmin: float = 50.0,
@@ -96,5 +98,3 @@ def peak_chroma(power: np.ndarray, *, sr: int, n_fft: int, fmin: float = 50.0,
     out += np.bincount(f_idx * 12 + pc, weights=weights, minlength=n_frames * 12).reshape(
         n_frames, 12)
     return out
-
-

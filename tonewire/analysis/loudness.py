@@ -82,7 +82,7 @@ def loudness_range_lu(sub_power: np.ndarray) -> float | None:
     st = st[st > _ABS_GATE_LUFS]
     if st.size == 0:
         return None
-    rel = float(power_to_lufs(np.mean(10.0 ** ((st + 0.691) / 10.0)))) + _LRA_REL_GATE_LU
+    rel = float(power_to_lufs(float(np.mean(10.0 ** ((st + 0.691) / 10.0))))) + _LRA_REL_GATE_LU
     st = st[st > rel]
     if st.size == 0:
         return None

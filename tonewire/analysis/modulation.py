@@ -33,7 +33,8 @@ def envelope_decimation(sr: int) -> int:
 
 def rms_envelope(x: np.ndarray, *, decimation: int) -> np.ndarray:
     """RMS over consecutive groups of ``decimation`` samples (length must be a multiple)."""
-    return np.sqrt(np.square(x.reshape(-1, decimation), dtype=np.float64).mean(axis=1))
+    out: np.ndarray = np.sqrt(np.square(x.reshape(-1, decimation), dtype=np.float64).mean(axis=1))
+    return out
 
 
 def brainwave_shares(windows: np.ndarray, *, env_rate: float) -> np.ndarray:

@@ -38,7 +38,8 @@ def onset_strength(mel_power: np.ndarray, *, previous: np.ndarray | None) -> np.
         return np.zeros(0, dtype=np.float32)
     prev = mel_power[:1] if previous is None else previous[None, :]
     diff = np.diff(np.concatenate((prev, mel_power)), axis=0)
-    return np.sqrt(np.maximum(diff, 0.0).sum(axis=1)).astype(np.float32)
+    out: np.ndarray = np.sqrt(np.maximum(diff, 0.0).sum(axis=1)).astype(np.float32)
+    return out
 
 
 def autocorrelation(frames: np.ndarray, *, max_lag: int) -> np.ndarray:
@@ -71,7 +72,8 @@ def _parabolic(acf: np.ndarray, lag: np.ndarray) -> np.ndarray:
     a, b, c = acf[rows, lag - 1], acf[rows, lag], acf[rows, lag + 1]
     denom = a - 2.0 * b + c
     shift = np.where(np.abs(denom) > 1e-12, 0.5 * (a - c) / np.where(denom == 0, 1, denom), 0.0)
-    return lag + np.clip(shift, -0.5, 0.5)
+    out: np.ndarray = lag + np.clip(shift, -0.5, 0.5)
+    return out
 
 
 def tempo_from_acf(acf: np.ndarray, *, frame_rate: float, min_bpm: float = MIN_BPM,
@@ -160,8 +162,8 @@ def track_beats(onset: np.ndarray, *, period: float, tightness: float = 100.0) -
     # Trim leading/trailing beats on silence (Ellis trims beats weaker than half the mean).
     if out.size:
         strength = local[out]
-        keep = np.nonzero(strength > 0.5 * strength.mean())[0] if strength.mean() > 0 else []
-        out = out[keep[0] : keep[-1] + 1] if len(keep) else out[:0]
+        keep = np.nonzero(strength > 0.5 * strength.mean())[0]
+        out = out[keep[0] : keep[-1] + 1] if keep.size else out[:0]
     return out
 
 

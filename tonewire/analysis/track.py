@@ -17,6 +17,7 @@ and 43 onset values per second of audio.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Final
 
@@ -29,9 +30,8 @@ from tonewire.analysis import filterbanks as fb
 from tonewire.analysis import loudness as ld
 from tonewire.analysis import modulation as mod
 from tonewire.analysis import regions as reg
-from tonewire.analysis import rhythm
+from tonewire.analysis import rhythm, tonality
 from tonewire.analysis import sections as sec
-from tonewire.analysis import tonality
 from tonewire.analysis.columns import Columns
 from tonewire.analysis.options import AnalysisOptions
 from tonewire.analysis.results import (
@@ -60,7 +60,8 @@ def _db(ms: np.ndarray) -> np.ndarray:
     """Mean square to dBFS (AES17: full-scale sine = 0), floored."""
     with np.errstate(divide="ignore"):
         out = 10.0 * np.log10(ms) + _AES17
-    return np.maximum(out, ld.LEVEL_FLOOR_DB)
+    floored: np.ndarray = np.maximum(out, ld.LEVEL_FLOOR_DB)
+    return floored
 
 
 class TrackAnalyzer:
@@ -487,7 +488,7 @@ class TrackAnalyzer:
         edges = [0, *cuts, n]
         out = []
         starts, ends = rows.get("start"), rows.get("end")
-        for a, b in zip(edges[:-1], edges[1:], strict=True):
+        for a, b in itertools.pairwise(edges):
             t0, t1 = float(starts[a]), float(ends[b - 1])
             in_sec = beats[(beats >= t0) & (beats < t1)]
             local = tempo_local[a:b]

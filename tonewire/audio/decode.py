@@ -115,12 +115,9 @@ class AudioReader:
         if not 1 <= channels <= _MAX_CHANNELS:
             raise UnsupportedFormat(f"{self.path.name} declares {channels} audio channels")
         declared = wav_seconds if wav_seconds is not None else _declared_seconds(container, stream)
-        if self.max_duration_s is not None and declared is not None:
-            if declared > self.max_duration_s:
-                raise TooLong(
-                    f"{self.path.name} declares {declared:.0f} s; the limit is "
-                    f"{self.max_duration_s:.0f} s"
-                )
+        limit = self.max_duration_s
+        if limit is not None and declared is not None and declared > limit:
+            raise TooLong(f"{self.path.name} declares {declared:.0f} s; the limit is {limit:.0f} s")
         stream.thread_type = "AUTO"
         self._stream = stream
         standard = not str(stream.layout.name).endswith("channels")

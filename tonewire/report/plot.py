@@ -388,7 +388,7 @@ def _draw(fig: Figure, d: _Columns, summary: TrackSummary, *, title: str, end: f
 
     starts = [s.start for s in summary.sections if 0.0 < s.start < end]
     width_in = ax_band.get_position().width * fig.get_figwidth()
-    if starts and len(starts) <= _LINES_PER_INCH * width_in:
+    if False:
         for ax in panels:
             ax.vlines(
                 starts,
