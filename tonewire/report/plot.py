@@ -65,30 +65,10 @@ _DB_RANGE: Final = (-80.0, 0.0)
 _GATE_LUFS: Final = -70.0
 _DASH: Final = (0, (4, 3))
 _MINUS: Final = "\N{MINUS SIGN}"
-_TIME_STEPS: Final = (
-    0.05,
-    0.1,
-    0.2,
-    0.25,
-    0.5,
-    1,
-    2,
-    5,
-    10,
-    15,
-    20,
-    30,
-    60,
-    120,
-    300,
-    600,
-    900,
-    1200,
-    1800,
-    3600,
-    7200,
-    14400,
-)
+_SECONDS: Final = (0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 15, 20, 30)
+_MINUTES: Final = (1, 2, 5, 10, 15, 20, 30, 60, 120, 240)
+_TIME_STEPS: Final = (*_SECONDS, *(60 * m for m in _MINUTES))
+"""Candidate tick spacings, seconds: the first that gives at most ten ticks wins."""
 _LINES_PER_INCH: Final = 2.5
 """Above this density section boundaries are marked in the section lane only."""
 
@@ -353,7 +333,7 @@ def _draw(fig: Figure, d: _Columns, summary: TrackSummary, *, title: str, end: f
     gs = fig.add_gridspec(
         6,
         2,
-        height_ratios=(0.28, 1.55, 1.15, 0.32, 0.95, 0.85),
+        height_ratios=(0.28, 1.55, 1.15, 0.45, 0.95, 0.85),
         width_ratios=(1.0, 0.12),
         left=0.115,
         right=0.985,
@@ -388,7 +368,7 @@ def _draw(fig: Figure, d: _Columns, summary: TrackSummary, *, title: str, end: f
 
     starts = [s.start for s in summary.sections if 0.0 < s.start < end]
     width_in = ax_band.get_position().width * fig.get_figwidth()
-    if False:
+    if starts and len(starts) <= _LINES_PER_INCH * width_in:
         for ax in panels:
             ax.vlines(
                 starts,
@@ -508,14 +488,14 @@ def _draw_loudness(ax: Axes, d: _Columns, summary: TrackSummary) -> None:
     _line_key(ax, handles)
 
 
-def _emotion_colours(d: _Columns) -> tuple[FloatArray, list[str], bool]:
-    """RGB per segment (category colour faded toward white as confidence falls; grey when
-    unclear; white when silent), the categories present in palette order, and whether any
+def _emotion_colours(d: _Columns) -> tuple[FloatArray, FloatArray, list[str], bool]:
+    """Per segment: the category colour (grey when unclear, white when silent) and confidence
+    (0 unless a category was given); the categories present in palette order; and whether any
     sounding segment is unclear."""
     from matplotlib.colors import to_rgb
 
-    white = np.ones(3)
     rgb = np.ones((d.n, 3))
+    confidence = np.zeros(d.n)
     present: set[str] = set()
     unclear = False
     for i, (e, quiet) in enumerate(zip(d.emotions, d.silent, strict=True)):
@@ -526,10 +506,17 @@ def _emotion_colours(d: _Columns) -> tuple[FloatArray, list[str], bool]:
             unclear = True
             continue
         present.add(e.primary)
-        base = np.array(to_rgb(EMOTION_COLOURS.get(e.primary, UNCLEAR_COLOUR)))
-        rgb[i] = white + (0.25 + 0.75 * min(max(e.confidence, 0.0), 1.0)) * (base - white)
+        rgb[i] = to_rgb(EMOTION_COLOURS.get(e.primary, UNCLEAR_COLOUR))
+        confidence[i] = min(max(e.confidence, 0.0), 1.0)
     order = [k for k in EMOTION_COLOURS if k in present]
-    return rgb, order + sorted(present.difference(EMOTION_COLOURS)), unclear
+    return rgb, confidence, order + sorted(present.difference(EMOTION_COLOURS)), unclear
+
+
+def _cells(start: FloatArray, end: FloatArray, top: FloatArray) -> list[FloatArray]:
+    """Rectangles ``[start, end] x [0, top]`` as polygon vertices, for one PolyCollection."""
+    zero = np.zeros_like(start)
+    corners = [(start, zero), (start, top), (end, top), (end, zero)]
+    return list(np.stack([np.column_stack(c) for c in corners], axis=1))
 
 
 def _draw_emotion(ax: Axes, ax_va: Axes, key: Axes, d: _Columns) -> None:
@@ -538,7 +525,7 @@ def _draw_emotion(ax: Axes, ax_va: Axes, key: Axes, d: _Columns) -> None:
     from matplotlib.patches import Patch
 
     _style(ax, grid=False)
-    _panel_title(ax, "Emotion", "heuristic; colour = category, paler = less confident")
+    _panel_title(ax, "Emotion", "heuristic; colour = category, bar height = confidence")
     ax.set_ylim(0.0, 1.0)
     ax.set_yticks([])
     ax.spines["left"].set_visible(False)
@@ -552,20 +539,31 @@ def _draw_emotion(ax: Axes, ax_va: Axes, key: Axes, d: _Columns) -> None:
         _note(ax_va, "no segments")
         return
 
-    rgb, present, unclear = _emotion_colours(d)
-    verts = np.stack(
-        [
-            np.column_stack([d.start, np.zeros(d.n)]),
-            np.column_stack([d.start, np.ones(d.n)]),
-            np.column_stack([d.end, np.ones(d.n)]),
-            np.column_stack([d.end, np.zeros(d.n)]),
-        ],
-        axis=1,
-    )
+    rgb, confidence, present, unclear = _emotion_colours(d)
+    # A pale wash of the category over the whole height, and a bar as tall as the confidence
+    # in its full colour: hue stays exact at any confidence, so categories never blur together.
     # Edges in the face colour close the hairline gaps antialiasing leaves between cells.
+    wash = np.where(confidence[:, None] > 0, 1.0 - 0.25 * (1.0 - rgb), rgb)
     ax.add_collection(
-        PolyCollection(list(verts), facecolors=rgb, edgecolors=rgb, linewidths=0.3, rasterized=True)
+        PolyCollection(
+            _cells(d.start, d.end, np.ones(d.n)),
+            facecolors=wash,
+            edgecolors=wash,
+            linewidths=0.3,
+            rasterized=True,
+        )
     )
+    bars = confidence > 0
+    if bars.any():
+        ax.add_collection(
+            PolyCollection(
+                _cells(d.start[bars], d.end[bars], confidence[bars]),
+                facecolors=rgb[bars],
+                edgecolors=rgb[bars],
+                linewidths=0.3,
+                rasterized=True,
+            )
+        )
     handles: list[Artist] = [
         Patch(facecolor=EMOTION_COLOURS.get(k, UNCLEAR_COLOUR), edgecolor="none", label=k)
         for k in present
