@@ -238,8 +238,8 @@ def test_a_steady_tone_has_no_brainwave_split() -> None:
 def test_emotion_moves_with_the_music_and_confidence_is_honest() -> None:
     calm = S.sine(220, 20.0, amp=0.05) + S.sine(277.2, 20.0, amp=0.05)
     energetic = S.music_like(20.0, bpm=150)
-    c_segs, c_sum = run(calm)
-    e_segs, e_sum = run(energetic)
+    c_segs, _ = run(calm)
+    e_segs, _ = run(energetic)
     assert np.mean([s.emotion.arousal for s in e_segs]) > np.mean(
         [s.emotion.arousal for s in c_segs]) + 0.3
     confidences = {s.emotion.confidence for s in c_segs + e_segs}
