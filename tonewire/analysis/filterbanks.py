@@ -67,7 +67,10 @@ def mel_matrix(*, sr: int, n_fft: int, n_mels: int = 64, fmin: float = 30.0,
 
 def peak_chroma(power: np.ndarray, *, sr: int, n_fft: int, fmin: float = 50.0,
                 fmax: float = 5000.0, floor_db: float = -50.0) -> np.ndarray:
-    """Pitch-class energy per frame ``[shape=(n_frames, 12)]`` from spectral peaks, index 0 = C.
+    """Pitch-class energy per spectrum ``[shape=(n, 12)]`` from spectral peaks, index 0 = C.
+
+    ``power`` rows are power spectra (frames, or a segment's mean spectrum: sustained notes
+    keep their peaks in the mean, and it costs one pass per segment instead of per frame).
 
     STFT bins are 10.8 Hz apart at 22050/2048, wider than a semitone below 180 Hz, so mapping
     bins to pitches would misplace every bass note. Instead each local maximum within

@@ -29,7 +29,11 @@ def _profiles() -> np.ndarray:
     p = np.array(rows)
     p = p - p.mean(axis=1, keepdims=True)
     out: np.ndarray = p / np.linalg.norm(p, axis=1, keepdims=True)
+    out.flags.writeable = False
     return out
+
+
+_PROFILES: Final = _profiles()  # a read-only constant, built once
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +57,7 @@ def key_correlations(chroma: np.ndarray) -> np.ndarray:
     c = c - c.mean(axis=1, keepdims=True)
     norm = np.linalg.norm(c, axis=1, keepdims=True)
     c = c / np.where(norm > 0, norm, 1.0)
-    out: np.ndarray = c @ _profiles().T
+    out: np.ndarray = c @ _PROFILES.T
     return out
 
 

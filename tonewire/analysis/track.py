@@ -32,6 +32,7 @@ from tonewire.analysis import modulation as mod
 from tonewire.analysis import regions as reg
 from tonewire.analysis import rhythm, tonality
 from tonewire.analysis import sections as sec
+from tonewire.analysis import spectral
 from tonewire.analysis.columns import Columns
 from tonewire.analysis.options import AnalysisOptions
 from tonewire.analysis.results import (
@@ -82,8 +83,8 @@ class TrackAnalyzer:
         self._ms_scale = 2.0 / (self.n_fft**2 * float(np.mean(self._window.astype(np.float64)
                                                                  ** 2)))
         self._freqs = fb.fft_frequencies(sr=self.sr, n_fft=self.n_fft)
-        self._bands = fb.band_matrix(sr=self.sr, n_fft=self.n_fft)
-        self._mel = fb.mel_matrix(sr=self.sr, n_fft=self.n_fft)
+        self._summaries = np.hstack((fb.band_matrix(sr=self.sr, n_fft=self.n_fft),
+                                     fb.mel_matrix(sr=self.sr, n_fft=self.n_fft)))
         # Samples: buf[0] is absolute sample _buf_start; it starts with half a window of zeros.
         self._buf = np.zeros(self.half, dtype=np.float32)
         self._buf_start = -self.half
@@ -122,10 +123,10 @@ class TrackAnalyzer:
             raise ValueError(f"expected {self.channels} channels, got {block.shape[0]}")
         if block.shape[1] == 0:
             return []
-        # Non-finite samples would poison every aggregate: treat them as silence.
-        block = np.where(np.isfinite(block), block, 0.0).astype(np.float32)
+        if not np.isfinite(block).all():  # NaN or inf would poison every aggregate: silence
+            block = np.where(np.isfinite(block), block, np.float32(0.0))
         self._meter.feed(block)
-        mono = block[0] if self.channels == 1 else block.mean(axis=0)
+        mono = block[0] if self.channels == 1 else block.mean(axis=0, dtype=np.float32)
         self._buf = np.concatenate((self._buf, mono))
         self._n_in += mono.size
         self._feed_envelope(mono)
@@ -173,7 +174,9 @@ class TrackAnalyzer:
         offsets = centres - self.half - self._buf_start
         frames = sliding_window_view(self._buf, self.n_fft)[offsets]
         spec = sp_fft.rfft(frames * self._window, axis=1)
-        power = (spec.real**2 + spec.imag**2).astype(np.float32) * np.float32(self._ms_scale)
+        power = np.square(spec.real)
+        power += np.square(spec.imag)
+        power *= np.float32(self._ms_scale)
 
         # Per-segment frame ranges; a tail shorter than one hop borrows its nearest frame.
         first = np.searchsorted(centres, bounds[:-1], side="left")
@@ -185,19 +188,14 @@ class TrackAnalyzer:
                 (-1,) + (1,) * (x.ndim - 1))
             return out
 
-        band_ms = seg_mean(power @ self._bands)
-        mag = np.sqrt(power)
-        mean_mag = seg_mean(mag)
-        mean_pow = seg_mean(power)
-        centroid = (mean_mag @ self._freqs) / np.maximum(mean_mag.sum(axis=1), _EPS)
-        cum = np.cumsum(mean_pow, axis=1)
-        rolloff = self._freqs[np.minimum(
-            (cum < 0.85 * cum[:, -1:]).sum(axis=1), self._freqs.size - 1)]
-        logp = np.log(power + np.float32(1e-10))
-        flat_frames = np.exp(logp.mean(axis=1)) / (power.mean(axis=1) + 1e-10)
-        flatness = seg_mean(flat_frames)
-        chroma = seg_mean(fb.peak_chroma(power, sr=self.sr, n_fft=self.n_fft))
-        mel = power @ self._mel
+        # Frame-level work is limited to what needs frames (band and mel sums, one matrix
+        # product); spectral shape and chroma come from each segment's mean power spectrum.
+        sums = power @ self._summaries
+        band_ms = seg_mean(sums[:, :5])
+        mel = sums[:, 5:]
+        mean_pow = seg_mean(power).astype(np.float64)
+        shape = spectral.shape_features(mean_pow, freqs=self._freqs)
+        chroma = fb.peak_chroma(mean_pow, sr=self.sr, n_fft=self.n_fft)
         flux = rhythm.onset_strength(mel, previous=self._prev_mel)
         if mel.shape[0]:
             self._prev_mel = mel[-1]
@@ -222,9 +220,8 @@ class TrackAnalyzer:
         lufs_seg = self._meter.window_lufs(ends_s, window_seconds=self.seg_s)
         self.rows.append(
             start=starts_s, end=ends_s, ms=ms, peak=peak.astype(np.float64), zcr=zcr,
-            band_ms=band_ms.astype(np.float64), centroid=centroid.astype(np.float64),
-            rolloff=rolloff, flatness=flatness.astype(np.float64),
-            chroma=chroma.astype(np.float64), lufs_st=lufs_st, lufs=lufs_seg,
+            band_ms=band_ms.astype(np.float64), centroid=shape.centroid_hz,
+            rolloff=shape.rolloff_hz, flatness=shape.flatness, chroma=chroma, lufs_st=lufs_st, lufs=lufs_seg,
             onset_mean=onset_mean.astype(np.float64),
         )
         self._done1 = i1

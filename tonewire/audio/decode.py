@@ -165,8 +165,10 @@ class AudioReader:
         return block
 
     def _resampled(self) -> Iterator[np.ndarray]:
-        layout = "mono" if self.info.channels == 1 else "stereo"
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=self.sample_rate)
+        channels = self.info.channels
+        layout = "mono" if channels == 1 else "stereo"
+        # Packed float output: one buffer per frame, no per-plane copies (PyAV stacks planes).
+        resampler = av.AudioResampler(format="flt", layout=layout, rate=self.sample_rate)
         try:
             for packet in self._container.demux(self._stream):
                 try:
@@ -180,9 +182,9 @@ class AudioReader:
                         frame = _mono_frame(frame)
                     frame.pts = None  # timestamps are counted from samples, never trusted
                     for out in resampler.resample(frame):
-                        yield out.to_ndarray()
+                        yield out.to_ndarray().reshape(-1, channels).T
             for out in resampler.resample(None):
-                yield out.to_ndarray()
+                yield out.to_ndarray().reshape(-1, channels).T
         except (av.error.FFmpegError, MemoryError, ValueError) as exc:
             raise DecodeError(f"{self.path.name} could not be decoded: {exc}") from exc
 
