@@ -30,9 +30,8 @@ from tonewire.analysis import filterbanks as fb
 from tonewire.analysis import loudness as ld
 from tonewire.analysis import modulation as mod
 from tonewire.analysis import regions as reg
-from tonewire.analysis import rhythm, tonality
+from tonewire.analysis import rhythm, spectral, tonality
 from tonewire.analysis import sections as sec
-from tonewire.analysis import spectral
 from tonewire.analysis.columns import Columns
 from tonewire.analysis.options import AnalysisOptions
 from tonewire.analysis.results import (
@@ -221,8 +220,8 @@ class TrackAnalyzer:
         self.rows.append(
             start=starts_s, end=ends_s, ms=ms, peak=peak.astype(np.float64), zcr=zcr,
             band_ms=band_ms.astype(np.float64), centroid=shape.centroid_hz,
-            rolloff=shape.rolloff_hz, flatness=shape.flatness, chroma=chroma, lufs_st=lufs_st, lufs=lufs_seg,
-            onset_mean=onset_mean.astype(np.float64),
+            rolloff=shape.rolloff_hz, flatness=shape.flatness, chroma=chroma,
+            lufs_st=lufs_st, lufs=lufs_seg, onset_mean=onset_mean.astype(np.float64),
         )
         self._done1 = i1
         # Drop samples no later frame needs: keep from the next segment start minus half.
