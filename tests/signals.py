@@ -39,6 +39,8 @@ class Note(NamedTuple):
     dur_s: float
     pitch: int
     velocity: int = 90
+    channel: int = 0
+    """MIDI channel 0-15; 9 is General MIDI percussion (36 kick, 38 snare, 42 closed hat)."""
 
 
 NoteLike = Note | tuple[float, float, int, int]
@@ -408,7 +410,12 @@ def _vlq(value: int) -> bytes:
 
 
 def midi_bytes(
-    notes: Iterable[NoteLike], *, program: int = 0, tempo_bpm: float = 120.0, ppq: int = 480
+    notes: Iterable[NoteLike],
+    *,
+    program: int = 0,
+    tempo_bpm: float = 120.0,
+    ppq: int = 480,
+    programs: dict[int, int] | None = None,
 ) -> bytes:
     """A Standard MIDI File (format 0, one track, channel 1) playing ``notes``.
 
@@ -420,16 +427,19 @@ def midi_bytes(
     us_per_quarter = round(60_000_000 / tempo_bpm)
     ticks_per_s = ppq * 1_000_000 / us_per_quarter
     events: list[tuple[int, int, bytes]] = []  # (tick, 0 = off / 1 = on, message)
-    for start_s, dur_s, pitch, velocity in notes:
+    for note in notes:
+        start_s, dur_s, pitch, velocity = note[:4]
+        channel = Note(*note).channel
         if not (0 <= pitch <= 127 and 1 <= velocity <= 127 and start_s >= 0 and dur_s > 0):
             raise ValueError(f"bad note {(start_s, dur_s, pitch, velocity)}")
         on = round(start_s * ticks_per_s)
         off = max(on + 1, round((start_s + dur_s) * ticks_per_s))
-        events.append((on, 1, bytes([0x90, pitch, velocity])))
-        events.append((off, 0, bytes([0x80, pitch, 0])))
+        events.append((on, 1, bytes([0x90 | channel, pitch, velocity])))
+        events.append((off, 0, bytes([0x80 | channel, pitch, 0])))
     events.sort(key=lambda e: (e[0], e[1]))
     track = bytearray(_vlq(0) + b"\xff\x51\x03" + us_per_quarter.to_bytes(3, "big"))
-    track += _vlq(0) + bytes([0xC0, program])
+    for channel, prog in ({0: program} | (programs or {})).items():
+        track += _vlq(0) + bytes([0xC0 | channel, prog])
     tick = 0
     for at, _, message in events:
         track += _vlq(at - tick) + message
@@ -437,6 +447,44 @@ def midi_bytes(
     track += _vlq(0) + b"\xff\x2f\x00"
     header = b"MThd" + struct.pack(">IHHH", 6, 0, 1, ppq)
     return header + b"MTrk" + struct.pack(">I", len(track)) + bytes(track)
+
+
+BAND_PROGRAMS = {0: 0, 1: 33}
+"""Channel programs for :func:`band_notes`: piano chords, fingered bass (drums on 9)."""
+
+
+def band_notes(bpm: float, seconds: float, *, style: str = "rock") -> list[Note]:
+    """A General MIDI band in A minor for :func:`render_midi` with ``programs=BAND_PROGRAMS``.
+
+    Drums on channel 9 in one of three styles: ``rock`` (kick on 1 and 3, snare on 2 and 4,
+    closed hi-hat on eighths), ``disco`` (kick on every beat, clap on 2 and 4, open hi-hat on
+    the off-beats), ``halftime`` (kick on 1, snare on 3, hi-hat eighths); a bass note on every
+    beat and a chord every bar (i-VI-VII-V: Am, F, G, E).
+    """
+    beat = 60.0 / bpm
+    bars = ((45, (0, 3, 7)), (41, (0, 4, 7)), (43, (0, 4, 7)), (40, (0, 4, 7)))
+    notes: list[Note] = []
+    for i in range(int(seconds / beat)):
+        t = i * beat
+        if style == "rock":
+            notes.append(Note(t, 0.1, 36 if i % 2 == 0 else 38, 110, 9))
+            notes += [Note(t, 0.05, 42, 70, 9), Note(t + beat / 2, 0.05, 42, 60, 9)]
+        elif style == "disco":
+            notes.append(Note(t, 0.1, 36, 110, 9))
+            if i % 2:
+                notes.append(Note(t, 0.1, 39, 100, 9))
+            notes.append(Note(t + beat / 2, 0.1, 46, 70, 9))
+        elif style == "halftime":
+            if i % 4 in (0, 2):
+                notes.append(Note(t, 0.1, 36 if i % 4 == 0 else 38, 110, 9))
+            notes += [Note(t, 0.05, 42, 70, 9), Note(t + beat / 2, 0.05, 42, 60, 9)]
+        else:
+            raise ValueError(f"unknown style {style!r}")
+        root, triad = bars[(i // 4) % 4]
+        notes.append(Note(t, beat * 0.9, root, 90, 1))
+        if i % 4 == 0:
+            notes += [Note(t, beat * 3.8, root + 24 + iv, 60, 0) for iv in triad]
+    return notes
 
 
 def _require_tool(name: str) -> str:
@@ -447,7 +495,12 @@ def _require_tool(name: str) -> str:
 
 
 def render_midi(
-    notes: Sequence[NoteLike], path_wav: str | Path, sr: int = SR, program: int = 0
+    notes: Sequence[NoteLike],
+    path_wav: str | Path,
+    sr: int = SR,
+    program: int = 0,
+    *,
+    programs: dict[int, int] | None = None,
 ) -> Path:
     """Render ``notes`` to a WAV (stereo, 16-bit, ``sr`` Hz) with fluidsynth and FluidR3_GM.
 
@@ -459,7 +512,7 @@ def render_midi(
         pytest.skip(f"soundfont {SOUNDFONT} is not installed")
     path_wav = Path(path_wav)
     midi = path_wav.with_suffix(".mid")
-    midi.write_bytes(midi_bytes(notes, program=program))
+    midi.write_bytes(midi_bytes(notes, program=program, programs=programs))
     cmd = [exe, "-ni", "-q", "-g", "0.8", "-r", str(sr), "-F", str(path_wav), str(SOUNDFONT)]
     subprocess.run([*cmd, str(midi)], check=True, capture_output=True, timeout=120)
     if not path_wav.is_file() or path_wav.stat().st_size <= 44:

@@ -158,6 +158,18 @@ def test_drum_pattern_tempo_has_no_octave_error(bpm: float) -> None:
     assert summary.tempo.bpm == pytest.approx(bpm, abs=1.0)
 
 
+@pytest.mark.parametrize("style", ["rock", "disco", "halftime"])
+@pytest.mark.parametrize("bpm", [62, 84, 100, 118, 136, 158, 178])
+def test_tempo_of_a_rendered_band(tmp_path: Path, bpm: float, style: str) -> None:
+    """General MIDI drums, bass and chords through fluidsynth: no half or double tempo."""
+    seconds = max(24.0, 32 * 60.0 / bpm)  # at least two rounds of the chord progression
+    path = S.render_midi(S.band_notes(bpm, seconds, style=style), tmp_path / "band.wav",
+                         programs=S.BAND_PROGRAMS)
+    summary = next(e for e in analyze_file(path) if isinstance(e, Finished)).summary
+    assert summary.tempo.bpm == pytest.approx(bpm, abs=1.0)
+    assert summary.key.name == "A minor"
+
+
 def test_local_tempo_follows_a_tempo_change() -> None:
     x = np.concatenate([S.drum_pattern(90, 30.0), S.drum_pattern(140, 30.0, seed=1)])
     segs, summary = run(x)

@@ -65,7 +65,8 @@ def valence_arousal(x: EmotionInputs) -> tuple[np.ndarray, np.ndarray]:
                        0.0) * np.clip(x.periodicity * 3.0, 0.0, 1.0)
     z_onsets = (x.onset_density - 0.15) / 0.1
     z_bright = (x.centroid_hz - 1500.0) / 1000.0
-    z_noise = (x.flatness - 0.1) / 0.1
+    # Only noisiness beyond ordinary music (flatness 0.005-0.05) counts, as harshness.
+    z_noise = np.clip((x.flatness - 0.05) / 0.05, 0.0, 3.0)
     z_mode = np.clip(x.mode_score * 4.0, -2.0, 2.0) * x.tonal_clarity
     arousal = np.tanh(0.5 * z_loud + 0.25 * z_tempo + 0.25 * z_onsets + 0.15 * z_bright)
     valence = np.tanh(0.6 * z_mode + 0.2 * z_bright + 0.15 * z_tempo - 0.2 * z_noise)
