@@ -273,7 +273,7 @@ def melody_in_key(
 def _pad(notes: Iterable[NoteLike], seconds: float, sr: int) -> npt.NDArray[np.float64]:
     """Additive-synth pad: each note a few decaying harmonics with soft attack and release."""
     out = np.zeros(_n(seconds, sr))
-    for start_s, dur_s, pitch, velocity in notes:
+    for start_s, dur_s, pitch, velocity, *_ in notes:
         n = _n(dur_s, sr)
         if n == 0:
             continue
