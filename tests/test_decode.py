@@ -239,12 +239,6 @@ def test_any_source_rate(tmp_path: Path, source_rate: int, suffix: str, rate: in
     assert float(np.max(np.abs(y[0, rate : 2 * rate]))) == pytest.approx(0.5, abs=0.05)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="decoder bug: AAC's end padding (up to 1023 source samples) is not trimmed to the "
-    "duration the MP4 declares; at 8 kHz that is 72 ms too long here",
-)
 def test_aac_end_padding_is_trimmed(tmp_path: Path) -> None:
     path = S.write_audio(tmp_path / "low.m4a", S.sine(440.0, 3.0, 8000), 8000)
     reader, blocks = read_blocks(path)

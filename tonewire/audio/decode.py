@@ -155,8 +155,24 @@ class AudioReader:
                 pending = [joined[:, n_out:]] if n_out < have else []
                 have -= n_out
         if have:
-            yield self._count(np.concatenate(pending, axis=1))
+            tail = self._trim_encoder_padding(np.concatenate(pending, axis=1))
+            if tail.shape[1]:
+                yield self._count(tail)
         self._check_complete()
+
+    def _trim_encoder_padding(self, tail: np.ndarray) -> np.ndarray:
+        """Cut AAC's end padding (up to one frame) to the exact length MP4 declares.
+
+        MP4 durations are exact sample counts, unlike the estimates other containers give,
+        so only that family is trimmed, and only by less than 200 ms.
+        """
+        declared = self.info.declared_seconds
+        if declared is None or not self.info.format.startswith("mov,mp4"):
+            return tail
+        excess = self.decoded_samples + tail.shape[1] - round(declared * self.sample_rate)
+        if 0 < excess <= min(tail.shape[1], round(0.2 * self.sample_rate)):
+            return tail[:, : tail.shape[1] - excess]
+        return tail
 
     def _count(self, block: np.ndarray) -> np.ndarray:
         self.decoded_samples += block.shape[1]
