@@ -477,7 +477,7 @@ class TrackAnalyzer:
             rows.get("lufs") / 3.0,
             _db(rows.get("band_ms")) / 6.0,
             chroma_n * 4.0,
-            log_tempo * 4.0,
+            log_tempo * 2.0,
         ])
         window = max(2, round(SECTION_WINDOW_S / self.seg_s))
         cuts = sec.boundaries(feats, window=window, min_gap=window)
