@@ -1,4 +1,4 @@
-"""Command line: ``tonewire analyze`` (more subcommands arrive with the server)."""
+"""Command line: ``tonewire serve`` runs the server; ``tonewire analyze`` analyses a file."""
 
 from __future__ import annotations
 
@@ -87,6 +87,24 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from tonewire.app import create_app
+    from tonewire.config import Settings
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(Settings())
+    # PCM and JSON events barely compress; per-message deflate costs more CPU than it saves.
+    uvicorn.run(app, host=args.host, port=args.port, ws="websockets-sansio",
+                ws_per_message_deflate=False, log_level="info", lifespan="on",
+                timeout_graceful_shutdown=5)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tonewire", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tonewire {__version__}")
@@ -98,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="segment length in seconds (default 1, env TONEWIRE_SEGMENT_SECONDS)")
     an.add_argument("--plot", metavar="OUT.png", help="draw the analysis (needs matplotlib)")
     an.set_defaults(func=_cmd_analyze)
+    sv = sub.add_parser("serve", help="run the server (HTTP, SSE, Socket.IO)")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.set_defaults(func=_cmd_serve)
     return parser
 
 

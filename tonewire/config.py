@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tonewire.analysis.options import AnalysisOptions
+
+
+def _default_workers() -> int:
+    return max(1, (os.cpu_count() or 2) - 1)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TONEWIRE_", extra="ignore")
 
-    data_dir: Path = Field(default=Path("./tonewire-data"), description="SQLite and temp files")
+    data_dir: Path = Field(default=Path("./tonewire-data"),
+                           description="SQLite database and uploads in progress")
+    database_url: str | None = Field(default=None,
+                                     description="default: SQLite in the data directory")
+    bus_url: str = Field(default="memory://", description="event bus between processes")
 
     # Analysis
     sample_rate: int = Field(default=22050, ge=8000, le=96000, description="Analysis rate, Hz")
@@ -22,6 +32,25 @@ class Settings(BaseSettings):
     silence_dbfs: float = Field(default=-60.0, le=0, description="Segments below are silent")
     min_confidence: float = Field(default=0.3, ge=0, le=1, description="Label confidence floor")
 
+    # Jobs
+    workers: int = Field(default_factory=_default_workers, ge=1, le=64,
+                         description="analysis worker processes")
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+
+    # Delivery
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated origins allowed cross-origin")
+    subscriber_buffer: int = Field(default=2048, ge=16,
+                                   description="events a subscriber may fall behind")
+    sse_heartbeat_s: float = Field(default=15.0, gt=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [o.strip() for o in v.split(",") if o.strip()]
+        return v
+
     def analysis_options(self) -> AnalysisOptions:
         return AnalysisOptions(
             sample_rate=self.sample_rate,
@@ -29,3 +58,12 @@ class Settings(BaseSettings):
             silence_dbfs=self.silence_dbfs,
             min_confidence=self.min_confidence,
         )
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.resolve() / 'tonewire.db'}"
+
+    @property
+    def upload_dir(self) -> Path:
+        return self.data_dir / "uploads"

@@ -1,0 +1,1 @@
+"""Analysis jobs: state machine, worker processes, and the service that runs them."""

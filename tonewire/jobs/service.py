@@ -1,0 +1,263 @@
+"""The job service: create, run, cancel, delete and resume analysis jobs.
+
+A job's life is written to its stream as it happens: ``progress`` (status, 0-100, never going
+back), one ``chunk`` per segment in order, then ``complete`` with the whole analysis, or
+``error``. A job interrupted by a crash is resumed on start: the analysis is deterministic,
+so it is simply run again and the segments already in the stream are not appended twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tonewire.analysis.options import AnalysisOptions
+from tonewire.errors import TonewireError
+from tonewire.jobs.model import RUNNING, TERMINAL, JobStatus, new_job_id
+from tonewire.jobs.pool import WorkerLost, WorkerPool
+from tonewire.report.json import SCHEMA_VERSION
+from tonewire.store.database import Store
+from tonewire.streams.event import job_stream
+from tonewire.streams.log import StreamLog
+
+log = logging.getLogger(__name__)
+
+DECODING_PROGRESS = 2
+ANALYSIS_SPAN = (5, 99)
+
+
+class JobNotFound(TonewireError):
+    code = "JOB_NOT_FOUND"
+
+
+class JobNotComplete(TonewireError):
+    code = "JOB_NOT_COMPLETE"
+
+
+@dataclass(frozen=True, slots=True)
+class JobLimits:
+    max_duration_s: float
+
+
+def cache_key(content_sha256: str, options: AnalysisOptions, limits: JobLimits) -> str:
+    """Same content + same settings = same analysis: the key of the result cache."""
+    blob = json.dumps({"sha256": content_sha256, "options": options.to_dict(),
+                       "max_duration_s": limits.max_duration_s, "schema": SCHEMA_VERSION},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class JobService:
+    def __init__(self, *, store: Store, log: StreamLog, pool: WorkerPool,
+                 options: AnalysisOptions, limits: JobLimits) -> None:
+        self.store = store
+        self.log = log
+        self.pool = pool
+        self.options = options
+        self.limits = limits
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(pool.size)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Resume every job a previous process left unfinished."""
+        for row in await self.store.jobs_with_status([s.value for s in RUNNING]):
+            if row["input_path"] and Path(row["input_path"]).is_file():
+                log.info("resuming job %s", row["id"])
+                self._spawn(row["id"])
+            else:
+                await self._fail(row["id"], "INTERNAL_ERROR",
+                                 "the job's input was lost when the server stopped")
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- commands --------------------------------------------------------------------------
+    async def create_from_file(self, *, path: Path, source_name: str, content_sha256: str,
+                               source_kind: str = "upload") -> tuple[dict[str, Any], bool]:
+        """Create a job for a file it now owns. Returns ``(job row, created)``.
+
+        A complete job for the same content and settings is returned as it is (``created``
+        is False) and the file is removed.
+        """
+        key = cache_key(content_sha256, self.options, self.limits)
+        cached = await self.store.find_job_by_cache_key(key, status=JobStatus.COMPLETE)
+        if cached is not None:
+            path.unlink(missing_ok=True)
+            return cached, False
+        job_id = new_job_id()
+        final = path.with_name(f"{job_id}{path.suffix}")
+        os.replace(path, final)
+        now = time.time()
+        row = {
+            "id": job_id, "status": JobStatus.PENDING.value, "progress": 0,
+            "message": "waiting for a worker", "source_kind": source_kind,
+            "source_name": source_name, "input_path": str(final),
+            "content_sha256": content_sha256, "cache_key": key,
+            "options": json.dumps({"options": self.options.to_dict(),
+                                   "max_duration_s": self.limits.max_duration_s}),
+            "title": Path(source_name).stem or None, "duration": None,
+            "created_at": now, "updated_at": now, "finished_at": None,
+        }
+        await self.store.insert_job(row)
+        await self._progress(job_id, JobStatus.PENDING, 0, "waiting for a worker")
+        self._spawn(job_id)
+        return row, True
+
+    async def get(self, job_id: str) -> dict[str, Any]:
+        row = await self.store.get_job(job_id)
+        if row is None:
+            raise JobNotFound(f"no job {job_id}")
+        return row
+
+    async def analysis_json(self, job_id: str) -> str:
+        row = await self.get(job_id)
+        if row["status"] != JobStatus.COMPLETE:
+            raise JobNotComplete(f"job {job_id} is {row['status']}, not complete")
+        text = await self.store.get_analysis_json(job_id)
+        if text is None:
+            raise JobNotComplete(f"job {job_id} has no stored analysis")
+        return text
+
+    async def delete(self, job_id: str) -> None:
+        """Cancel the job if it runs, tell its subscribers, and delete it with its stream."""
+        row = await self.get(job_id)
+        task = self._tasks.get(job_id)
+        if task is not None:
+            self.pool.cancel(job_id)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if row["status"] not in TERMINAL or task is not None:
+            await self._finish_error(job_id, JobStatus.CANCELLED, "JOB_CANCELLED",
+                                     "the job was cancelled")
+        _remove(row["input_path"])
+        await self.store.delete_job(job_id, job_stream(job_id))
+        self.log.forget(job_stream(job_id))
+
+    # -- running ---------------------------------------------------------------------------
+    def _spawn(self, job_id: str) -> None:
+        task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
+        self._tasks[job_id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(job_id, None))
+
+    async def _run(self, job_id: str) -> None:
+        async with self._slots:
+            try:
+                await self._execute(job_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job %s failed", job_id)
+                await self._finish_error(job_id, JobStatus.ERROR, "INTERNAL_ERROR",
+                                         "the analysis failed unexpectedly")
+            finally:
+                row = await self.store.get_job(job_id)
+                if row is not None and row["status"] in TERMINAL:
+                    _remove(row["input_path"])
+
+    async def _execute(self, job_id: str) -> None:
+        row = await self.get(job_id)
+        stream = job_stream(job_id)
+        done_chunks = len(await self.store.read_events(stream, types=["chunk"]))
+        progress = int(row["progress"])
+        if done_chunks == 0:
+            progress = max(progress, DECODING_PROGRESS)
+            await self._progress(job_id, JobStatus.DECODING, progress, "decoding audio")
+        task = {"path": row["input_path"], "options": self.options.to_dict(),
+                "max_duration_s": self.limits.max_duration_s}
+        summary: dict[str, Any] | None = None
+        try:
+            async for msg in self.pool.run(job_id, task):
+                kind = msg[0]
+                if kind == "started":
+                    info = msg[1]
+                    if info.get("title"):
+                        await self.store.update_job(job_id, title=info["title"])
+                elif kind == "progress" and msg[1] is not None:
+                    lo, hi = ANALYSIS_SPAN
+                    pct = lo + int(msg[1] * (hi - lo))
+                    if pct > progress:
+                        progress = pct
+                        await self._progress(job_id, JobStatus.ANALYZING, pct,
+                                             f"analysed {msg[2]:.0f} s of audio")
+                elif kind == "segment":
+                    index, segment = msg[1], msg[2]
+                    if index < done_chunks:
+                        continue  # already in the stream from before a restart
+                    await self.log.append(stream, "chunk", {
+                        "type": "chunk", "job_id": job_id, "timestamp": segment["startTime"],
+                        "segment": segment})
+                    done_chunks = index + 1
+                elif kind == "finished":
+                    summary = msg[1]
+                elif kind == "error":
+                    await self._finish_error(job_id, JobStatus.ERROR, msg[1], msg[2])
+                    return
+        except WorkerLost:
+            await self._finish_error(job_id, JobStatus.ERROR, "WORKER_LOST",
+                                     "the analysis worker stopped unexpectedly")
+            return
+        if summary is None:
+            raise RuntimeError("worker finished without a summary")
+        await self._complete(job_id, summary)
+
+    async def _complete(self, job_id: str, summary: dict[str, Any]) -> None:
+        row = await self.get(job_id)
+        stream = job_stream(job_id)
+        chunks = await self.store.read_events(stream, types=["chunk"])
+        analysis: dict[str, Any] = {
+            "id": job_id,
+            "video": {"id": row["content_sha256"][:32] if row["content_sha256"] else job_id,
+                      "title": row["title"] or row["source_name"],
+                      "duration": summary["duration"], "thumbnailUrl": None},
+        }
+        analysis["overallEmotion"] = summary.pop("overallEmotion")
+        analysis["segments"] = [c.data["segment"] for c in chunks]
+        analysis["analyzedAt"] = datetime.now(UTC).isoformat(timespec="seconds")
+        analysis.update(summary)
+        await self.store.put_analysis(job_id, json.dumps(analysis, separators=(",", ":"),
+                                                         allow_nan=False))
+        now = time.time()
+        await self.store.update_job(job_id, status=JobStatus.COMPLETE.value, progress=100,
+                                    message="complete", duration=summary["duration"],
+                                    finished_at=now)
+        await self.log.append(stream, "progress", {
+            "type": "progress", "job_id": job_id, "status": JobStatus.COMPLETE.value,
+            "progress": 100, "message": "complete"})
+        await self.log.append(stream, "complete", {"type": "complete", "job_id": job_id,
+                                                   "analysis": analysis})
+        self.log.forget(stream)
+
+    async def _progress(self, job_id: str, status: JobStatus, pct: int, message: str) -> None:
+        await self.store.update_job(job_id, status=status.value, progress=pct, message=message)
+        await self.log.append(job_stream(job_id), "progress", {
+            "type": "progress", "job_id": job_id, "status": status.value, "progress": pct,
+            "message": message})
+
+    async def _finish_error(self, job_id: str, status: JobStatus, code: str,
+                            message: str) -> None:
+        await self.store.update_job(job_id, status=status.value, error_code=code,
+                                    error_message=message, message=message,
+                                    finished_at=time.time())
+        await self.log.append(job_stream(job_id), "error", {
+            "type": "error", "job_id": job_id, "code": code, "message": message})
+        self.log.forget(job_stream(job_id))
+
+    async def _fail(self, job_id: str, code: str, message: str) -> None:
+        await self._finish_error(job_id, JobStatus.ERROR, code, message)
+
+
+def _remove(path: str | None) -> None:
+    if path:
+        Path(path).unlink(missing_ok=True)

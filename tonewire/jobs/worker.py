@@ -1,0 +1,65 @@
+"""The worker process: runs analyses and streams their results back through a pipe.
+
+Each message is a small tuple; segments are encoded to their JSON shape here, so the server's
+event loop never touches DSP or per-segment encoding. The pipe gives natural backpressure.
+
+Messages: ``("started", info)``, ``("progress", fraction | None, seconds)``,
+``("segment", index, segment_json)``, ``("finished", summary_json)``,
+``("error", code, message)``, then always ``("done",)``.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One thread of BLAS/FFT per worker: parallelism comes from processes, not oversubscription.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import logging  # noqa: E402
+import signal  # noqa: E402
+from multiprocessing.connection import Connection  # noqa: E402
+from typing import Any  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def run_task(conn: Connection, task: dict[str, Any]) -> None:
+    from tonewire.analysis.options import AnalysisOptions
+    from tonewire.analysis.results import Segment
+    from tonewire.errors import TonewireError
+    from tonewire.pipeline import Finished, Progress, Started, analyze_file
+    from tonewire.report.json import segment_json, summary_json
+
+    try:
+        options = AnalysisOptions(**task["options"])
+        for ev in analyze_file(task["path"], options, max_duration_s=task["max_duration_s"]):
+            if isinstance(ev, Segment):
+                conn.send(("segment", ev.index, segment_json(ev)))
+            elif isinstance(ev, Progress):
+                conn.send(("progress", ev.fraction, ev.decoded_seconds))
+            elif isinstance(ev, Started):
+                conn.send(("started", {"title": ev.info.title,
+                                       "declared_seconds": ev.info.declared_seconds,
+                                       "format": ev.info.format, "codec": ev.info.codec}))
+            elif isinstance(ev, Finished):
+                conn.send(("finished", summary_json(ev.summary)))
+    except TonewireError as exc:
+        conn.send(("error", exc.code, exc.message))
+    except Exception as exc:  # a bug, not bad input: report it, keep the worker alive
+        log.exception("analysis failed")
+        conn.send(("error", "INTERNAL_ERROR", f"analysis failed: {type(exc).__name__}"))
+    conn.send(("done",))
+
+
+def worker_main(conn: Connection) -> None:
+    """Loop: receive a task (``None`` stops), run it, stream its messages."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        run_task(conn, task)

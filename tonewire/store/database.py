@@ -1,0 +1,143 @@
+"""The store: jobs, stream events and analyses behind one async API.
+
+SQLite (via aiosqlite) is the default, in WAL mode so readers never block the writer and a
+committed event survives a killed process. Every method is one short transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from tonewire.store import schema
+from tonewire.streams.event import StreamEvent
+
+
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{data_dir / 'tonewire.db'}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes, fast
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: AsyncEngine = create_async_engine(url)
+        if url.startswith("sqlite"):
+            sync: Engine = self.engine.sync_engine
+            event.listen(sync, "connect", _sqlite_pragmas)
+
+    async def start(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(schema.metadata.create_all)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- events ----------------------------------------------------------------------------
+    async def append_event(self, ev: StreamEvent) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(schema.events).values(
+                stream=ev.stream, seq=ev.seq, type=ev.type,
+                data=json.dumps(ev.data, separators=(",", ":"), allow_nan=False), ts=ev.ts))
+
+    async def read_events(self, stream: str, *, after: int = 0, limit: int | None = None,
+                          types: Sequence[str] | None = None) -> list[StreamEvent]:
+        t = schema.events
+        q = select(t.c.seq, t.c.type, t.c.data, t.c.ts).where(
+            t.c.stream == stream, t.c.seq > after).order_by(t.c.seq)
+        if types:
+            q = q.where(t.c.type.in_(types))
+        if limit is not None:
+            q = q.limit(limit)
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(q)).all()
+        return [StreamEvent(stream=stream, seq=r.seq, type=r.type, data=json.loads(r.data),
+                            ts=r.ts) for r in rows]
+
+    async def last_seq(self, stream: str) -> int:
+        t = schema.events
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(select(func.max(t.c.seq)).where(
+                t.c.stream == stream))).scalar()
+        return int(value or 0)
+
+    async def delete_stream(self, stream: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(schema.events).where(schema.events.c.stream == stream))
+
+    # -- jobs ------------------------------------------------------------------------------
+    async def insert_job(self, row: dict[str, Any]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(schema.jobs).values(**row))
+
+    async def update_job(self, job_id: str, **values: Any) -> None:
+        values["updated_at"] = time.time()
+        async with self.engine.begin() as conn:
+            await conn.execute(update(schema.jobs).where(schema.jobs.c.id == job_id)
+                               .values(**values))
+
+    async def get_job(self, job_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(schema.jobs).where(
+                schema.jobs.c.id == job_id))).mappings().first()
+        return dict(row) if row else None
+
+    async def find_job_by_cache_key(self, cache_key: str, *, status: str
+                                    ) -> dict[str, Any] | None:
+        t = schema.jobs
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(t).where(t.c.cache_key == cache_key,
+                                                      t.c.status == status)
+                                      .order_by(t.c.created_at.desc()).limit(1))
+                   ).mappings().first()
+        return dict(row) if row else None
+
+    async def list_jobs(self, *, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        t = schema.jobs
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t).order_by(t.c.created_at.desc(), t.c.id)
+                                       .limit(limit).offset(offset))).mappings().all()
+            total = (await conn.execute(select(func.count()).select_from(t))).scalar() or 0
+        return [dict(r) for r in rows], int(total)
+
+    async def jobs_with_status(self, statuses: Sequence[str]) -> list[dict[str, Any]]:
+        t = schema.jobs
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t).where(t.c.status.in_(statuses))
+                                       .order_by(t.c.created_at))).mappings().all()
+        return [dict(r) for r in rows]
+
+    async def delete_job(self, job_id: str, stream: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(schema.events).where(schema.events.c.stream == stream))
+            await conn.execute(delete(schema.analyses).where(
+                schema.analyses.c.job_id == job_id))
+            await conn.execute(delete(schema.jobs).where(schema.jobs.c.id == job_id))
+
+    # -- analyses --------------------------------------------------------------------------
+    async def put_analysis(self, job_id: str, analysis_json: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(delete(schema.analyses).where(
+                schema.analyses.c.job_id == job_id))
+            await conn.execute(insert(schema.analyses).values(
+                job_id=job_id, data=analysis_json, created_at=time.time()))
+
+    async def get_analysis_json(self, job_id: str) -> str | None:
+        async with self.engine.connect() as conn:
+            value = (await conn.execute(select(schema.analyses.c.data).where(
+                schema.analyses.c.job_id == job_id))).scalar()
+        return str(value) if value is not None else None

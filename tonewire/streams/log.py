@@ -1,0 +1,73 @@
+"""The stream log: append (persist, then publish) and follow (replay, then live).
+
+``follow`` is where "no gap, no duplicate" is made true: it subscribes to the bus *before*
+reading the log, so every event is either in what it read or arrives on the bus afterwards;
+bus events at or below what was already yielded are skipped, and a jump in ``seq`` (an event
+the bus did not carry) is filled from the log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from tonewire.store.database import Store
+from tonewire.streams.bus import Bus
+from tonewire.streams.event import StreamEvent
+
+
+class StreamLog:
+    def __init__(self, store: Store, bus: Bus) -> None:
+        self.store = store
+        self.bus = bus
+        self._next_seq: dict[str, int] = {}
+
+    async def append(self, stream: str, type: str, data: dict[str, Any]) -> StreamEvent:
+        """Append one event. One producer per stream at a time (the job or session owner)."""
+        seq = self._next_seq.get(stream)
+        if seq is None:
+            seq = await self.store.last_seq(stream) + 1
+        ev = StreamEvent(stream=stream, seq=seq, type=type, data=data)
+        await self.store.append_event(ev)
+        self._next_seq[stream] = seq + 1
+        await self.bus.publish(ev)
+        return ev
+
+    def forget(self, stream: str) -> None:
+        """Drop the cached counter of a stream that has ended or been deleted."""
+        self._next_seq.pop(stream, None)
+
+    async def read(self, stream: str, *, after: int = 0, limit: int | None = None
+                   ) -> list[StreamEvent]:
+        return await self.store.read_events(stream, after=after, limit=limit)
+
+    async def follow(self, stream: str, *, after: int = 0, maxsize: int = 1024,
+                     heartbeat_s: float | None = None) -> AsyncIterator[StreamEvent | None]:
+        """Every event after ``after``, in order, then live ones, forever (caller stops).
+
+        Yields ``None`` after ``heartbeat_s`` seconds without an event. Raises
+        :class:`~tonewire.streams.bus.SubscriberOverflow` when the live buffer overflows;
+        the caller can follow again from the last ``seq`` it handled.
+        """
+        async with self.bus.subscribe(stream, maxsize=maxsize) as sub:
+            cursor = after
+            for ev in await self.read(stream, after=cursor):
+                yield ev
+                cursor = ev.seq
+            while True:
+                got = await sub.get(heartbeat_s)
+                if got is None:
+                    if heartbeat_s is not None:
+                        yield None
+                    continue
+                ev = got
+                if ev.seq <= cursor:
+                    continue
+                if ev.seq > cursor + 1:
+                    for missed in await self.read(stream, after=cursor):
+                        if missed.seq >= ev.seq:
+                            break
+                        yield missed
+                        cursor = missed.seq
+                yield ev
+                cursor = ev.seq

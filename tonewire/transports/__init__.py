@@ -1,0 +1,1 @@
+"""Thin adapters from HTTP, SSE and Socket.IO to the services. No domain logic lives here."""

@@ -1,0 +1,164 @@
+"""REST for jobs: tonewire's ``/api/jobs`` routes and the original ``/api/job/{id}`` ones."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from tonewire.jobs.model import JobStatus, job_view
+from tonewire.jobs.service import JobService
+from tonewire.streams.event import job_stream
+from tonewire.transports.errors import ApiError
+from tonewire.transports.socketio_hub import JOB_TERMINAL
+from tonewire.transports.sse import event_stream, parse_last_event_id
+from tonewire.transports.upload import receive_upload
+
+router = APIRouter()
+
+
+class JobCreated(BaseModel):
+    job_id: str
+    status: str
+    websocket_url: str
+    events_url: str
+    cached: bool = False
+
+
+class JobState(BaseModel):
+    job_id: str
+    status: str
+    progress: int
+    error: dict[str, str] | None
+    message: str = ""
+    source: dict[str, str] | None = None
+    title: str | None = None
+    duration: float | None = None
+    created_at: float | None = None
+    finished_at: float | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobState]
+    total: int
+    limit: int
+    offset: int
+
+
+class Deleted(BaseModel):
+    job_id: str
+    status: str
+
+
+def _jobs(request: Request) -> JobService:
+    service: JobService = request.app.state.services.jobs
+    return service
+
+
+def socket_url(request: Request) -> str:
+    scheme = "wss" if request.url.scheme == "https" else "ws"
+    return f"{scheme}://{request.url.netloc}/socket.io/"
+
+
+def _created(request: Request, row: dict[str, Any], *, cached: bool) -> JobCreated:
+    return JobCreated(job_id=row["id"], status=row["status"], websocket_url=socket_url(request),
+                      events_url=str(request.url_for("job_events", job_id=row["id"])),
+                      cached=cached)
+
+
+@router.post("/api/jobs", status_code=202, response_model=JobCreated,
+             responses={200: {"model": JobCreated, "description": "cached complete job"},
+                        413: {"description": "UPLOAD_TOO_LARGE"},
+                        415: {"description": "UNSUPPORTED_MEDIA_TYPE"}},
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "multipart/form-data": {"schema": {
+                     "type": "object", "required": ["file"],
+                     "properties": {"file": {"type": "string", "format": "binary"}}}}}}})
+async def create_job(request: Request, response: Response) -> JobCreated:
+    """Upload an audio file (multipart field ``file``) to analyse; 202 with the job."""
+    settings = request.app.state.settings
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > settings.max_upload_bytes + 64 * 1024:
+        raise ApiError(413, "UPLOAD_TOO_LARGE",
+                       f"the upload is larger than the {settings.max_upload_bytes} byte limit")
+    received = await receive_upload(request.headers.get("content-type"), request.stream(),
+                                    field="file", directory=settings.upload_dir,
+                                    max_bytes=settings.max_upload_bytes)
+    row, created = await _jobs(request).create_from_file(
+        path=received.path, source_name=received.filename, content_sha256=received.sha256)
+    if not created:
+        response.status_code = 200
+    return _created(request, row, cached=not created)
+
+
+@router.get("/api/jobs", response_model=JobList)
+async def list_jobs(request: Request, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                    offset: Annotated[int, Query(ge=0, le=10**9)] = 0) -> JobList:
+    rows, total = await _jobs(request).store.list_jobs(limit=limit, offset=offset)
+    return JobList(jobs=[JobState(**job_view(r)) for r in rows], total=total, limit=limit,
+                   offset=offset)
+
+
+@router.get("/api/jobs/{job_id}", response_model=JobState)
+@router.get("/api/job/{job_id}", response_model=JobState, include_in_schema=False)
+async def get_job(request: Request, job_id: str) -> JobState:
+    return JobState(**job_view(await _jobs(request).get(job_id)))
+
+
+@router.get("/api/jobs/{job_id}/analysis", responses={409: {"description": "JOB_NOT_COMPLETE"}})
+@router.get("/api/job/{job_id}/analysis", include_in_schema=False)
+async def get_analysis(request: Request, job_id: str) -> Response:
+    """The complete analysis (camelCase, the original shape plus tonewire's fields)."""
+    text = await _jobs(request).analysis_json(job_id)
+    return Response(text, media_type="application/json")
+
+
+@router.delete("/api/jobs/{job_id}", response_model=Deleted)
+@router.delete("/api/job/{job_id}", response_model=Deleted, include_in_schema=False)
+async def delete_job(request: Request, job_id: str) -> Deleted:
+    """Cancel the job if it is running, then delete it, its events and its analysis."""
+    await _jobs(request).delete(job_id)
+    return Deleted(job_id=job_id, status="deleted")
+
+
+@router.get("/api/jobs/{job_id}/events", name="job_events",
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def job_events(request: Request, job_id: str,
+                     last_event_id: Annotated[str | None, Header()] = None,
+                     since: Annotated[str | None, Query()] = None) -> StreamingResponse:
+    """Server-Sent Events of the job's stream, replayed from ``Last-Event-ID`` (or ``since``);
+    the stream closes after ``complete`` or ``error``."""
+    after = parse_last_event_id(last_event_id if last_event_id is not None else since)
+    jobs = _jobs(request)
+    await jobs.get(job_id)
+    settings = request.app.state.settings
+    body = event_stream(jobs.log, job_stream(job_id), after=after,
+                        heartbeat_s=settings.sse_heartbeat_s, terminal=JOB_TERMINAL,
+                        maxsize=settings.subscriber_buffer)
+    return StreamingResponse(body, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/health")
+async def health(request: Request) -> dict[str, Any]:
+    services = request.app.state.services
+    return {"status": "healthy", "service": "tonewire",
+            "workers": services.pool.size, "running_jobs": len(services.pool.running())}
+
+
+def job_resolver(service: JobService) -> Any:
+    """What a Socket.IO ``subscribe {job_id}`` means: the job's stream, if the job exists."""
+    async def resolve(data: dict[str, Any]) -> tuple[str, str, str]:
+        job_id = data.get("job_id")
+        if not isinstance(job_id, str) or not job_id:
+            raise LookupError("INVALID_JOB", "job_id is required and must be a string")
+        row = await service.store.get_job(job_id)
+        if row is None:
+            raise LookupError("JOB_NOT_FOUND", f"no job {job_id}")
+        return job_stream(job_id), "job_id", job_id
+    return resolve
+
+
+__all__ = ["JobStatus", "job_resolver", "router"]
