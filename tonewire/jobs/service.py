@@ -64,7 +64,6 @@ class JobService:
         self.options = options
         self.limits = limits
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(pool.size)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -152,19 +151,17 @@ class JobService:
         task.add_done_callback(lambda _t: self._tasks.pop(job_id, None))
 
     async def _run(self, job_id: str) -> None:
-        async with self._slots:
-            try:
-                await self._execute(job_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("job %s failed", job_id)
-                await self._finish_error(job_id, JobStatus.ERROR, "INTERNAL_ERROR",
-                                         "the analysis failed unexpectedly")
-            finally:
-                row = await self.store.get_job(job_id)
-                if row is not None and row["status"] in TERMINAL:
-                    _remove(row["input_path"])
+        try:
+            await self._execute(job_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job %s failed", job_id)
+            await self._finish_error(job_id, JobStatus.ERROR, "INTERNAL_ERROR",
+                                     "the analysis failed unexpectedly")
+        row = await self.store.get_job(job_id)
+        if row is not None and row["status"] in TERMINAL:
+            _remove(row["input_path"])
 
     async def _execute(self, job_id: str) -> None:
         row = await self.get(job_id)
@@ -226,32 +223,31 @@ class JobService:
         analysis["segments"] = [c.data["segment"] for c in chunks]
         analysis["analyzedAt"] = datetime.now(UTC).isoformat(timespec="seconds")
         analysis.update(summary)
-        await self.store.put_analysis(job_id, json.dumps(analysis, separators=(",", ":"),
-                                                         allow_nan=False))
-        now = time.time()
-        await self.store.update_job(job_id, status=JobStatus.COMPLETE.value, progress=100,
-                                    message="complete", duration=summary["duration"],
-                                    finished_at=now)
-        await self.log.append(stream, "progress", {
-            "type": "progress", "job_id": job_id, "status": JobStatus.COMPLETE.value,
-            "progress": 100, "message": "complete"})
-        await self.log.append(stream, "complete", {"type": "complete", "job_id": job_id,
-                                                   "analysis": analysis})
+        text = json.dumps(analysis, separators=(",", ":"), allow_nan=False)
+        await self.log.append_many(stream, [
+            ("progress", {"type": "progress", "job_id": job_id,
+                          "status": JobStatus.COMPLETE.value, "progress": 100,
+                          "message": "complete"}),
+            ("complete", {"type": "complete", "job_id": job_id, "analysis": analysis}),
+        ], job_update=(job_id, {"status": JobStatus.COMPLETE.value, "progress": 100,
+                                "message": "complete", "duration": summary["duration"],
+                                "finished_at": time.time()}),
+            analysis=(job_id, text))
         self.log.forget(stream)
 
     async def _progress(self, job_id: str, status: JobStatus, pct: int, message: str) -> None:
-        await self.store.update_job(job_id, status=status.value, progress=pct, message=message)
         await self.log.append(job_stream(job_id), "progress", {
             "type": "progress", "job_id": job_id, "status": status.value, "progress": pct,
-            "message": message})
+            "message": message},
+            job_update=(job_id, {"status": status.value, "progress": pct, "message": message}))
 
     async def _finish_error(self, job_id: str, status: JobStatus, code: str,
                             message: str) -> None:
-        await self.store.update_job(job_id, status=status.value, error_code=code,
-                                    error_message=message, message=message,
-                                    finished_at=time.time())
         await self.log.append(job_stream(job_id), "error", {
-            "type": "error", "job_id": job_id, "code": code, "message": message})
+            "type": "error", "job_id": job_id, "code": code, "message": message},
+            job_update=(job_id, {"status": status.value, "error_code": code,
+                                 "error_message": message, "message": message,
+                                 "finished_at": time.time()}))
         self.log.forget(job_stream(job_id))
 
     async def _fail(self, job_id: str, code: str, message: str) -> None:

@@ -55,6 +55,7 @@ def run_task(conn: Connection, task: dict[str, Any]) -> None:
 def worker_main(conn: Connection) -> None:
     """Loop: receive a task (``None`` stops), run it, stream its messages."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
+    import tonewire.pipeline  # noqa: F401  (warm up: the first task should not pay imports)
     while True:
         try:
             task = conn.recv()

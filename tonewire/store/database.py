@@ -48,11 +48,27 @@ class Store:
         await self.engine.dispose()
 
     # -- events ----------------------------------------------------------------------------
-    async def append_event(self, ev: StreamEvent) -> None:
+    async def append_events(self, events: Sequence[StreamEvent], *,
+                            job_update: tuple[str, dict[str, Any]] | None = None,
+                            analysis: tuple[str, str] | None = None) -> None:
+        """Insert events, and optionally update a job and store its analysis, atomically:
+        a job's state and the events that announce it are never out of step."""
         async with self.engine.begin() as conn:
-            await conn.execute(insert(schema.events).values(
-                stream=ev.stream, seq=ev.seq, type=ev.type,
-                data=json.dumps(ev.data, separators=(",", ":"), allow_nan=False), ts=ev.ts))
+            if events:
+                await conn.execute(insert(schema.events), [
+                    {"stream": ev.stream, "seq": ev.seq, "type": ev.type,
+                     "data": json.dumps(ev.data, separators=(",", ":"), allow_nan=False),
+                     "ts": ev.ts} for ev in events])
+            if job_update is not None:
+                job_id, values = job_update
+                await conn.execute(update(schema.jobs).where(schema.jobs.c.id == job_id)
+                                   .values(**values, updated_at=time.time()))
+            if analysis is not None:
+                job_id, text = analysis
+                await conn.execute(delete(schema.analyses).where(
+                    schema.analyses.c.job_id == job_id))
+                await conn.execute(insert(schema.analyses).values(
+                    job_id=job_id, data=text, created_at=time.time()))
 
     async def read_events(self, stream: str, *, after: int = 0, limit: int | None = None,
                           types: Sequence[str] | None = None) -> list[StreamEvent]:
@@ -129,13 +145,6 @@ class Store:
             await conn.execute(delete(schema.jobs).where(schema.jobs.c.id == job_id))
 
     # -- analyses --------------------------------------------------------------------------
-    async def put_analysis(self, job_id: str, analysis_json: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(schema.analyses).where(
-                schema.analyses.c.job_id == job_id))
-            await conn.execute(insert(schema.analyses).values(
-                job_id=job_id, data=analysis_json, created_at=time.time()))
-
     async def get_analysis_json(self, job_id: str) -> str | None:
         async with self.engine.connect() as conn:
             value = (await conn.execute(select(schema.analyses.c.data).where(

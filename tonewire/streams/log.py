@@ -22,16 +22,25 @@ class StreamLog:
         self.bus = bus
         self._next_seq: dict[str, int] = {}
 
-    async def append(self, stream: str, type: str, data: dict[str, Any]) -> StreamEvent:
-        """Append one event. One producer per stream at a time (the job or session owner)."""
+    async def append(self, stream: str, type: str, data: dict[str, Any], **also: Any
+                     ) -> StreamEvent:
+        """Append one event (see :meth:`append_many`)."""
+        return (await self.append_many(stream, [(type, data)], **also))[0]
+
+    async def append_many(self, stream: str, items: list[tuple[str, dict[str, Any]]],
+                          **also: Any) -> list[StreamEvent]:
+        """Persist events (in one transaction with ``also``, passed to the store), then
+        publish them. One producer per stream at a time (the job or session owner)."""
         seq = self._next_seq.get(stream)
         if seq is None:
             seq = await self.store.last_seq(stream) + 1
-        ev = StreamEvent(stream=stream, seq=seq, type=type, data=data)
-        await self.store.append_event(ev)
-        self._next_seq[stream] = seq + 1
-        await self.bus.publish(ev)
-        return ev
+        events = [StreamEvent(stream=stream, seq=seq + i, type=t, data=d)
+                  for i, (t, d) in enumerate(items)]
+        await self.store.append_events(events, **also)
+        self._next_seq[stream] = seq + len(events)
+        for ev in events:
+            await self.bus.publish(ev)
+        return events
 
     def forget(self, stream: str) -> None:
         """Drop the cached counter of a stream that has ended or been deleted."""

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 JOB_TERMINAL: Final = frozenset({"complete", "error"})
 _MAX_SINCE: Final = 2**53
+_SLOW_CHECK_EVERY: Final = 16
 
 
 class RoomPump:
@@ -41,6 +42,7 @@ class RoomPump:
         self.members: set[str] = set()
         self._joins: list[tuple[str, int]] = []
         self._wake = asyncio.Event()
+        self._sent = 0
         self.task = asyncio.create_task(self._run(), name=f"pump-{stream}")
 
     def admit(self, sid: str, since: int) -> None:
@@ -104,9 +106,24 @@ class RoomPump:
                     await self._deliver(missed)
             await self._deliver(ev)
             cursor = ev.seq
+            if ev.type in self.hub.terminal:
+                self.hub.pump_done(self)  # nothing follows a terminal event
+                return True
 
     async def _deliver(self, ev: StreamEvent) -> None:
         await self.hub.sio.emit(ev.type, payload(ev), room=self.room)
+        self._sent += 1
+        if self._sent % _SLOW_CHECK_EVERY == 0:
+            await self._drop_slow_members()
+
+    async def _drop_slow_members(self) -> None:
+        """Disconnect members whose outgoing queue outgrew the buffer: a slow client must
+        not hold the server's memory; it reconnects and resumes with ``since``."""
+        for sid in list(self.members):
+            if self.hub.queued_packets(sid) > self.hub.buffer:
+                log.warning("disconnecting slow Socket.IO client %s on %s", sid, self.stream)
+                self.members.discard(sid)
+                await self.hub.sio.disconnect(sid)
 
 
 class SocketHub:
@@ -117,8 +134,10 @@ class SocketHub:
     """
 
     def __init__(self, sio: socketio.AsyncServer, log: StreamLog, *, buffer: int,
-                 resolve: Callable[[dict[str, Any]], Awaitable[tuple[str, str, str]]]) -> None:
+                 resolve: Callable[[dict[str, Any]], Awaitable[tuple[str, str, str]]],
+                 terminal: frozenset[str] = JOB_TERMINAL) -> None:
         self.sio = sio
+        self.terminal = terminal
         self.log = log
         self.buffer = buffer
         self.resolve = resolve
@@ -179,6 +198,15 @@ class SocketHub:
         stream = self.following.get(sid, {}).pop(key, None) if isinstance(key, str) else None
         if stream is not None and (pump := self.pumps.get(stream)) is not None:
             await pump.remove(sid)
+
+    def queued_packets(self, sid: str) -> int:
+        """Packets waiting in a client's engine.io queue (0 if unknown)."""
+        try:
+            eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+            sock = self.sio.eio.sockets.get(eio_sid)
+            return int(sock.queue.qsize()) if sock is not None else 0
+        except (AttributeError, KeyError):  # engine.io internals moved: skip the check
+            return 0
 
     def pump_done(self, pump: RoomPump) -> None:
         if self.pumps.get(pump.stream) is pump:
