@@ -8,6 +8,7 @@ a heartbeat when the stream is idle, so proxies keep the connection open.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Any, Final
 
@@ -18,6 +19,7 @@ from tonewire.transports.errors import ApiError
 
 RETRY_MS: Final = 2000
 _MAX_LAST_EVENT_ID: Final = 2**53
+_DIGITS: Final = re.compile(r"[0-9]{1,16}")  # ASCII only: str.isdigit also takes "١٢"
 
 
 def encode_event(*, data: str, event: str | None = None, id: int | str | None = None) -> bytes:
@@ -50,7 +52,7 @@ def parse_last_event_id(value: str | None) -> int:
     if value is None or value.strip() == "":
         return 0
     text = value.strip()
-    if not text.isdigit() or len(text) > 16 or int(text) > _MAX_LAST_EVENT_ID:
+    if not _DIGITS.fullmatch(text) or int(text) > _MAX_LAST_EVENT_ID:
         raise ApiError(400, "INVALID_LAST_EVENT_ID",
                        "Last-Event-ID must be a non-negative integer event id")
     return int(text)
