@@ -15,6 +15,8 @@ from typing import Final
 import numpy as np
 from scipy import signal
 
+from tonewire.analysis.columns import Growable
+
 LEVEL_FLOOR_DB: Final = -120.0
 _ABS_GATE_LUFS: Final = -70.0
 _REL_GATE_LU: Final = -10.0
@@ -103,8 +105,7 @@ class LoudnessMeter:
         self._sos = k_weighting_sos(sr=sr)
         self._zi = np.zeros((self._sos.shape[0], channels, 2), dtype=np.float64)
         self._partial = np.zeros(0, dtype=np.float64)
-        self._subs: list[np.ndarray] = []
-        self._n_subs = 0
+        self._subs = Growable(dtype=np.float64)
 
     @property
     def sub_seconds(self) -> float:
@@ -117,23 +118,19 @@ class LoudnessMeter:
             power = np.concatenate((self._partial, power))
         n_full = power.size // self.sub_len
         if n_full:
-            subs = power[: n_full * self.sub_len].reshape(n_full, self.sub_len).mean(axis=1)
-            self._subs.append(subs)
-            self._n_subs += n_full
+            self._subs.extend(power[: n_full * self.sub_len].reshape(n_full, self.sub_len)
+                              .mean(axis=1))
         self._partial = power[n_full * self.sub_len :]
 
     def finish(self) -> None:
         """Close the last, partial sub-block (its mean over the samples it has)."""
         if self._partial.size:
-            self._subs.append(np.array([self._partial.mean()]))
-            self._n_subs += 1
+            self._subs.extend(np.array([self._partial.mean()]))
             self._partial = np.zeros(0, dtype=np.float64)
 
     def sub_powers(self) -> np.ndarray:
-        """All closed 100 ms K-weighted powers so far ``[shape=(n,)]``."""
-        if len(self._subs) > 1:
-            self._subs = [np.concatenate(self._subs)]
-        return self._subs[0] if self._subs else np.zeros(0, dtype=np.float64)
+        """All closed 100 ms K-weighted powers so far ``[shape=(n,)]`` (a view)."""
+        return self._subs.view()
 
     def window_lufs(self, end_seconds: np.ndarray, *, window_seconds: float) -> np.ndarray:
         """Loudness of the window ending at each time (short-term: 3 s, momentary: 0.4 s).
@@ -141,10 +138,12 @@ class LoudnessMeter:
         Windows reaching before the start use the sub-blocks that exist.
         """
         subs = self.sub_powers()
-        c = np.concatenate(([0.0], np.cumsum(subs, dtype=np.float64)))
         width = max(1, round(window_seconds / self.sub_seconds))
         hi = np.clip(np.round(np.asarray(end_seconds) / self.sub_seconds).astype(np.int64),
                      0, subs.size)
         lo = np.maximum(hi - width, 0)
+        base = int(lo.min()) if lo.size else 0  # only the sub-blocks these windows cover
+        c = np.concatenate(([0.0], np.cumsum(subs[base : int(hi.max(initial=base))],
+                                             dtype=np.float64)))
         n = np.maximum(hi - lo, 1)
-        return power_to_lufs((c[hi] - c[lo]) / n)
+        return power_to_lufs((c[hi - base] - c[lo - base]) / n)

@@ -32,7 +32,7 @@ from tonewire.analysis import modulation as mod
 from tonewire.analysis import regions as reg
 from tonewire.analysis import rhythm, spectral, tonality
 from tonewire.analysis import sections as sec
-from tonewire.analysis.columns import Columns
+from tonewire.analysis.columns import Columns, Growable
 from tonewire.analysis.options import AnalysisOptions
 from tonewire.analysis.results import (
     NO_EMOTION,
@@ -91,8 +91,7 @@ class TrackAnalyzer:
         self._done1 = 0  # segments through stage 1
         self._done2 = 0  # segments yielded
         self._prev_mel: np.ndarray | None = None
-        self._onsets: list[np.ndarray] = []
-        self._onset_cache: np.ndarray | None = None
+        self._onsets = Growable(dtype=np.float32)
         self._meter = ld.LoudnessMeter(sr=self.sr, channels=channels)
         self._env_dec = mod.envelope_decimation(self.sr)
         self._env_rate = self.sr / self._env_dec
@@ -198,8 +197,7 @@ class TrackAnalyzer:
         flux = rhythm.onset_strength(mel, previous=self._prev_mel)
         if mel.shape[0]:
             self._prev_mel = mel[-1]
-        self._onsets.append(flux)
-        self._onset_cache = None
+        self._onsets.extend(flux)
         onset_mean = seg_mean(flux)
 
         # Time-domain measures over each segment's own samples.
@@ -233,11 +231,7 @@ class TrackAnalyzer:
 
     # -- stage 2: context features, interpretation, output ----------------------------------
     def _onset(self) -> np.ndarray:
-        if self._onset_cache is None:
-            self._onset_cache = (np.concatenate(self._onsets) if self._onsets
-                                 else np.zeros(0, dtype=np.float32))
-            self._onsets = [self._onset_cache]
-        return self._onset_cache
+        return self._onsets.view()
 
     def _stage2(self, *, final: bool) -> list[Segment]:
         e0 = self._done2
@@ -266,10 +260,14 @@ class TrackAnalyzer:
         # Local key context: chroma summed over 8 s around each segment.
         chroma_all = rows.get("chroma")
         half_k = max(1, round(KEY_WINDOW_S / 2 / self.seg_s))
-        csum = np.concatenate((np.zeros((1, 12)), np.cumsum(chroma_all, axis=0)))
+        # Cumulative sums over the rows these windows (and the recurrence history) can reach:
+        # `base` keeps the work bounded however long the track has run.
+        hist = math.ceil(RECURRENCE_HISTORY_S / self.seg_s)
+        base = max(0, e0 - hist - half_k)
+        csum = np.concatenate((np.zeros((1, 12)), np.cumsum(chroma_all[base:], axis=0)))
         lo = np.clip(idx - half_k, 0, None)
         hi = np.clip(idx + half_k + 1, None, chroma_all.shape[0])
-        local_chroma = csum[hi] - csum[lo]
+        local_chroma = csum[hi - base] - csum[lo - base]
         corr = tonality.key_correlations(local_chroma)
         mode_score = corr[:, :12].max(axis=1) - corr[:, 12:].max(axis=1)
         clarity = np.clip(corr.max(axis=1), 0.0, 1.0) * (local_chroma.sum(axis=1) > 0)
@@ -291,13 +289,14 @@ class TrackAnalyzer:
         self._tempo_local.append(tempo_bpm)
 
         # Region inputs: recent loudness jump, recurrence, harmonic entropy.
-        lufs_all = rows.get("lufs")
         back = max(1, round(4.0 / self.seg_s))
-        lcs = np.concatenate(([0.0], np.cumsum(lufs_all)))
+        lbase = max(0, e0 - back)
+        lcs = np.concatenate(([0.0], np.cumsum(rows.get("lufs")[lbase:e1])))
         plo = np.clip(idx - back, 0, None)
-        prev_mean = np.where(idx > 0, (lcs[idx] - lcs[plo]) / np.maximum(idx - plo, 1), lufs)
+        prev_mean = np.where(idx > 0, (lcs[idx - lbase] - lcs[plo - lbase])
+                             / np.maximum(idx - plo, 1), lufs)
         jump = np.clip(lufs - prev_mean, 0.0, None)
-        recurrence = self._recurrence(local_chroma, idx, chroma_all, csum, half_k)
+        recurrence = self._recurrence(local_chroma, idx, chroma_all, csum, base, half_k)
         p = local_chroma / np.maximum(local_chroma.sum(axis=1, keepdims=True), _EPS)
         entropy = -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1) / math.log(12.0)
         regions = reg.activations(reg.RegionInputs(
@@ -368,7 +367,7 @@ class TrackAnalyzer:
         return mod.brainwave_shares(wins, env_rate=self._env_rate)
 
     def _recurrence(self, local_chroma: np.ndarray, idx: np.ndarray, chroma_all: np.ndarray,
-                    csum: np.ndarray, half_k: int) -> np.ndarray:
+                    csum: np.ndarray, base: int, half_k: int) -> np.ndarray:
         """Best cosine similarity of each local chroma with any window >= 8 s earlier."""
         lag = math.ceil(RECURRENCE_MIN_LAG_S / self.seg_s)
         hist = math.ceil(RECURRENCE_HISTORY_S / self.seg_s)
@@ -380,7 +379,7 @@ class TrackAnalyzer:
         past_idx = np.arange(lo_all, hi_all)
         plo = np.clip(past_idx - half_k, 0, None)
         phi = np.clip(past_idx + half_k + 1, None, chroma_all.shape[0])
-        past = csum[phi] - csum[plo]
+        past = csum[phi - base] - csum[plo - base]
         past /= np.maximum(np.linalg.norm(past, axis=1, keepdims=True), _EPS)
         cur = local_chroma / np.maximum(np.linalg.norm(local_chroma, axis=1, keepdims=True),
                                         _EPS)
