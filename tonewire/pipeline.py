@@ -11,6 +11,8 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from threadpoolctl import threadpool_limits
+
 from tonewire.analysis.options import AnalysisOptions
 from tonewire.analysis.results import Segment, TrackSummary
 from tonewire.analysis.track import TrackAnalyzer
@@ -51,8 +53,11 @@ def analyze_file(
     for instance when the file turns out to be truncated).
     """
     opt = options or AnalysisOptions()
-    with AudioReader(path, sample_rate=opt.sample_rate, block_seconds=block_seconds,
-                     max_duration_s=max_duration_s) as reader:
+    # The matrices here are small: BLAS threads cost more in hand-offs than they save, and
+    # parallelism belongs to processes (one analysis per worker).
+    with threadpool_limits(limits=1, user_api="blas"), AudioReader(
+            path, sample_rate=opt.sample_rate, block_seconds=block_seconds,
+            max_duration_s=max_duration_s) as reader:
         info = reader.info
         yield Started(info=info, options=opt)
         analyzer = TrackAnalyzer(opt, channels=info.channels)
