@@ -97,11 +97,30 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(Settings())
+    settings = Settings()
+    app = create_app(settings)
     # PCM and JSON events barely compress; per-message deflate costs more CPU than it saves.
     uvicorn.run(app, host=args.host, port=args.port, ws="websockets-sansio",
-                ws_per_message_deflate=False, log_level="info", lifespan="on",
-                timeout_graceful_shutdown=5)
+                ws_per_message_deflate=False, ws_max_size=settings.max_frame_bytes,
+                log_level="info", lifespan="on", timeout_graceful_shutdown=5)
+    return 0
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from tonewire.streamer import stream_file
+
+    if not Path(args.path).is_file():
+        raise TonewireError(f"cannot read {args.path}", code="NOT_FOUND")
+    options: dict[str, Any] = {}
+    if args.elcor:
+        options["elcor"] = True
+    try:
+        asyncio.run(stream_file(Path(args.path), server=args.server, speed=args.speed,
+                                options=options))
+    except OSError as exc:
+        raise TonewireError(f"cannot reach {args.server}: {exc}", code="UNREACHABLE") from None
     return 0
 
 
@@ -120,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.set_defaults(func=_cmd_serve)
+    st = sub.add_parser("stream", help="stream a file into a live session, print events")
+    st.add_argument("path", help="any audio file; sent as 100 ms PCM16 frames")
+    st.add_argument("--server", default="http://127.0.0.1:8000")
+    st.add_argument("--speed", type=float, default=1.0,
+                    help="1 = real time, 2 = twice as fast, 0 = as fast as acknowledged")
+    st.add_argument("--elcor", action="store_true", help="subtext as a tone prefix")
+    st.set_defaults(func=_cmd_stream)
     return parser
 
 

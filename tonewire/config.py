@@ -37,6 +37,17 @@ class Settings(BaseSettings):
                          description="analysis worker processes")
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
 
+    # Live sessions
+    session_idle_ttl_s: float = Field(default=90.0, gt=0,
+                                      description="end sessions idle (no subscriber, no ingest)")
+    max_sessions: int = Field(default=1000, ge=1, description="live sessions per process")
+    max_frame_bytes: int = Field(default=64 * 1024, ge=2, le=16 * 1024 * 1024,
+                                 description="largest ingest frame; larger closes with 1009")
+    sidecar_url: str | None = Field(default=None, description="classifier=sidecar service")
+    sidecar_timeout_s: float = Field(default=5.0, gt=0)
+    live_workers: int = Field(default=1, ge=1, le=64,
+                              description="processes for live speech analysis")
+
     # Delivery
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="comma-separated origins allowed cross-origin")

@@ -50,9 +50,10 @@ class Store:
     # -- events ----------------------------------------------------------------------------
     async def append_events(self, events: Sequence[StreamEvent], *,
                             job_update: tuple[str, dict[str, Any]] | None = None,
+                            session_update: tuple[str, dict[str, Any]] | None = None,
                             analysis: tuple[str, str] | None = None) -> None:
-        """Insert events, and optionally update a job and store its analysis, atomically:
-        a job's state and the events that announce it are never out of step."""
+        """Insert events, and optionally update a job or session and store an analysis,
+        atomically: a state and the events that announce it are never out of step."""
         async with self.engine.begin() as conn:
             if events:
                 await conn.execute(insert(schema.events), [
@@ -63,6 +64,11 @@ class Store:
                 job_id, values = job_update
                 await conn.execute(update(schema.jobs).where(schema.jobs.c.id == job_id)
                                    .values(**values, updated_at=time.time()))
+            if session_update is not None:
+                session_id, values = session_update
+                await conn.execute(update(schema.sessions).where(
+                    schema.sessions.c.id == session_id).values(**values,
+                                                               updated_at=time.time()))
             if analysis is not None:
                 job_id, text = analysis
                 await conn.execute(delete(schema.analyses).where(
@@ -143,6 +149,40 @@ class Store:
             await conn.execute(delete(schema.analyses).where(
                 schema.analyses.c.job_id == job_id))
             await conn.execute(delete(schema.jobs).where(schema.jobs.c.id == job_id))
+
+    # -- sessions --------------------------------------------------------------------------
+    async def insert_session(self, row: dict[str, Any]) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(insert(schema.sessions).values(**row))
+
+    async def get_session(self, session_id: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(schema.sessions).where(
+                schema.sessions.c.id == session_id))).mappings().first()
+        return dict(row) if row else None
+
+    async def update_session(self, session_id: str, **values: Any) -> None:
+        values["updated_at"] = time.time()
+        async with self.engine.begin() as conn:
+            await conn.execute(update(schema.sessions).where(
+                schema.sessions.c.id == session_id).values(**values))
+
+    async def sessions_with_state(self, state: str) -> list[dict[str, Any]]:
+        t = schema.sessions
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t).where(t.c.state == state))).mappings().all()
+        return [dict(r) for r in rows]
+
+    async def read_latest_event(self, stream: str, type: str) -> StreamEvent | None:
+        t = schema.events
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(select(t.c.seq, t.c.type, t.c.data, t.c.ts).where(
+                t.c.stream == stream, t.c.type == type).order_by(t.c.seq.desc()).limit(1))
+                 ).first()
+        if r is None:
+            return None
+        return StreamEvent(stream=stream, seq=r.seq, type=r.type, data=json.loads(r.data),
+                           ts=r.ts)
 
     # -- analyses --------------------------------------------------------------------------
     async def get_analysis_json(self, job_id: str) -> str | None:

@@ -60,3 +60,17 @@ analyses = Table(
     Column("data", Text, nullable=False),  # JSON, the complete analysis
     Column("created_at", Float, nullable=False),
 )
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("options", Text, nullable=False),  # JSON of SessionOptions
+    Column("samples", BigInteger, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("end_reason", String(32)),
+    Index("sessions_state", "state"),
+)

@@ -199,6 +199,11 @@ class SocketHub:
         if stream is not None and (pump := self.pumps.get(stream)) is not None:
             await pump.remove(sid)
 
+    def member_count(self, stream: str) -> int:
+        """Socket.IO clients following a stream in this process (the reaper asks)."""
+        pump = self.pumps.get(stream)
+        return len(pump.members) if pump is not None else 0
+
     def queued_packets(self, sid: str) -> int:
         """Packets waiting in a client's engine.io queue (0 if unknown)."""
         try:

@@ -1,0 +1,150 @@
+"""Live-session parts on their own: the sample buffer and the idle reaper (one-pass form with
+an injected clock, on a real SQLite store)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tonewire.sessions.buffer import SampleBuffer
+from tonewire.sessions.classifier import WindowEvents
+from tonewire.sessions.model import SessionOptions, session_stream
+from tonewire.sessions.service import SessionService
+from tonewire.store.database import Store
+from tonewire.streams.bus import MemoryBus
+from tonewire.streams.log import StreamLog
+
+
+def pcm(samples: np.ndarray) -> bytes:
+    return np.asarray(samples, dtype="<i2").tobytes()
+
+
+# -- sample buffer -----------------------------------------------------------------------------
+
+def test_windows_are_cut_by_the_sample_clock() -> None:
+    buf = SampleBuffer(window=1600, hop=1600)
+    ramp = np.arange(4000, dtype=np.int16)
+    due = []
+    for i in range(0, ramp.size, 320):  # 20 ms frames
+        due += buf.push(pcm(ramp[i : i + 320]))
+    assert [(w.start_sample, w.end_sample) for w in due] == [(0, 1600), (1600, 3200)]
+    np.testing.assert_array_equal(np.round(due[1].samples * 32768), ramp[1600:3200])
+    tail = buf.flush()
+    assert tail is not None and (tail.start_sample, tail.end_sample) == (3200, 4000)
+    assert buf.flush() is None
+
+
+def test_overlapping_windows_and_large_frames() -> None:
+    buf = SampleBuffer(window=1000, hop=250)
+    x = np.arange(-5000, 5000, dtype=np.int16)
+    due = buf.push(pcm(x))  # one frame much larger than the window
+    assert [w.start_sample for w in due] == list(range(0, 9001, 250))
+    for w in due:
+        np.testing.assert_array_equal(np.round(w.samples * 32768), x[w.start_sample:
+                                                                       w.end_sample])
+
+
+def test_a_resumed_session_keeps_counting() -> None:
+    buf = SampleBuffer(window=800, hop=800, start_sample=16000)
+    due = buf.push(pcm(np.zeros(800)))
+    assert [(w.start_sample, w.end_sample) for w in due] == [(16000, 16800)]
+
+
+# -- reaper ------------------------------------------------------------------------------------
+
+class Quiet:
+    """A classifier that yields nothing: the reaper does not care what sessions hear."""
+
+    async def readiness(self) -> dict[str, Any]:
+        return {"status": "ready", "service": "test", "message": "ok"}
+
+    async def classify(self, win: Any) -> WindowEvents:
+        return WindowEvents()
+
+    async def close(self) -> None:
+        return None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def sessions(tmp_path: Path) -> AsyncIterator[tuple[SessionService, Clock]]:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    await store.start()
+    clock = Clock()
+    service = SessionService(store=store, log=StreamLog(store, MemoryBus()),
+                             classifiers=lambda _id, _opts: Quiet(), idle_ttl_s=90.0,
+                             max_sessions=10, clock=clock)
+    await service.start(reaper=False)
+    try:
+        yield service, clock
+    finally:
+        await service.close()
+        await store.close()
+
+
+class Socket:
+    closed: tuple[int, str] | None = None
+
+    async def close_ingest(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+async def test_a_session_nobody_ever_joined_is_reaped(
+        sessions: tuple[SessionService, Clock]) -> None:
+    service, clock = sessions
+    sid = (await service.create(SessionOptions()))["session_id"]
+    assert await service.reap_once() == []  # starts its idle clock
+    clock.now += 60
+    assert await service.reap_once() == []
+    clock.now += 31
+    assert await service.reap_once() == [sid]
+    row = await service.get_row(sid)
+    assert row["state"] == "ended" and row["end_reason"] == "idle"
+    events = await service.log.read(session_stream(sid))
+    assert [e.type for e in events] == ["service-event", "session-end"]
+
+
+async def test_subscribers_and_ingest_keep_a_session_alive(
+        sessions: tuple[SessionService, Clock]) -> None:
+    service, clock = sessions
+    sid = (await service.create(SessionOptions()))["session_id"]
+    service.subscriber_enter(sid)
+    clock.now += 1000
+    assert await service.reap_once() == []
+    service.subscriber_leave(sid)  # idle from now
+    clock.now += 89
+    assert await service.reap_once() == []
+    sock = Socket()
+    live = service.attach_ingest(sid, sock)
+    clock.now += 1000
+    assert await service.reap_once() == []
+    await service.detach_ingest(live, sock)
+    clock.now += 91
+    assert await service.reap_once() == [sid]
+
+
+async def test_ending_closes_the_ingest_socket_and_keeps_history(
+        sessions: tuple[SessionService, Clock]) -> None:
+    service, _clock = sessions
+    sid = (await service.create(SessionOptions()))["session_id"]
+    sock = Socket()
+    live = service.attach_ingest(sid, sock)
+    service.push(live, pcm(np.zeros(16000 * 2)))
+    view = await service.end(sid)
+    assert view["state"] == "ended" and view["samples"] == 32000
+    assert sock.closed is not None and sock.closed[0] == 4000
+    assert sid not in service.live
+    assert await service.history(sid) == []
+    body, media = await service.export(sid, "csv")
+    assert media == "text/csv" and body.startswith("seq,timestamp,label")

@@ -1,0 +1,354 @@
+"""The live session service: start, ingest, analyse, fan out, end, reap.
+
+Each active session in this process is a :class:`LiveSession`: its sample buffer, a bounded
+queue of due windows and one consumer task that analyses them in order (the DSP itself runs
+batched across sessions in worker processes) and appends the resulting events to the
+session's stream. Ending a session, by request or by the reaper, closes everything attached
+to it: the ingest socket, the consumer, and every subscriber's stream (``session-end``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from tonewire.errors import TonewireError
+from tonewire.sessions.buffer import DueWindow, SampleBuffer
+from tonewire.sessions.classifier import Classifier, ClassifierFactory, WindowEvents
+from tonewire.sessions.model import (
+    CLOSE_SESSION_ENDED,
+    SessionOptions,
+    SessionState,
+    new_session_id,
+    session_stream,
+    session_view,
+)
+from tonewire.store.database import Store
+from tonewire.streams.log import StreamLog
+
+log = logging.getLogger(__name__)
+
+SESSION_TERMINAL: Final = frozenset({"session-end"})
+SESSION_EVENT_TYPES: Final = ("tone-event", "vad-event", "service-event", "transcript-event",
+                              "speaker-event", "session-end")
+_WINDOW_QUEUE: Final = 8
+_WARN_EVERY_S: Final = 10.0
+_DRAIN_S: Final = 5.0
+
+
+class SessionNotFound(TonewireError):
+    code = "SESSION_NOT_FOUND"
+
+
+class SessionEnded(TonewireError):
+    code = "SESSION_ENDED"
+
+
+class SessionLimit(TonewireError):
+    code = "SESSION_LIMIT"
+
+
+class IngestBusy(TonewireError):
+    code = "INGEST_BUSY"
+
+
+class IngestHandle(Protocol):
+    """What the service needs of an ingest socket: a way to close it."""
+
+    async def close_ingest(self, code: int, reason: str) -> None: ...
+
+
+@dataclass
+class LiveSession:
+    id: str
+    options: SessionOptions
+    buffer: SampleBuffer
+    classifier: Classifier
+    queue: asyncio.Queue[DueWindow] = field(
+        default_factory=lambda: asyncio.Queue(_WINDOW_QUEUE))
+    consumer: asyncio.Task[None] | None = None
+    ingest: IngestHandle | None = None
+    sse_subscribers: int = 0
+    idle_since: float | None = None
+    dropped_windows: int = 0
+    last_warning: float = float("-inf")
+
+    @property
+    def stream(self) -> str:
+        return session_stream(self.id)
+
+
+class SessionService:
+    def __init__(self, *, store: Store, log: StreamLog, classifiers: ClassifierFactory,
+                 idle_ttl_s: float, max_sessions: int,
+                 member_count: Callable[[str], int] = lambda _stream: 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.log = log
+        self.classifiers = classifiers
+        self.idle_ttl_s = idle_ttl_s
+        self.max_sessions = max_sessions
+        self.member_count = member_count
+        self.clock = clock
+        self.live: dict[str, LiveSession] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self, *, reaper: bool = True) -> None:
+        """Bring back sessions a previous process left active (their sample clocks intact);
+        the reaper ends them if nobody returns."""
+        for row in await self.store.sessions_with_state(SessionState.ACTIVE):
+            opts = SessionOptions.model_validate_json(row["options"])
+            self._make_live(row["id"], opts, start_sample=int(row["samples"]))
+        if reaper:
+            self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        for s in list(self.live.values()):
+            await self._stop_live(s, persist=True)
+        self.live.clear()
+
+    # -- commands --------------------------------------------------------------------------
+    async def create(self, options: SessionOptions) -> dict[str, Any]:
+        if len(self.live) >= self.max_sessions:
+            raise SessionLimit(f"the server is at its limit of {self.max_sessions} sessions")
+        now = time.time()
+        session_id = new_session_id()
+        row = {"id": session_id, "state": SessionState.ACTIVE.value,
+               "options": options.model_dump_json(), "samples": 0, "created_at": now,
+               "updated_at": now, "ended_at": None, "end_reason": None}
+        await self.store.insert_session(row)
+        live = self._make_live(session_id, options, start_sample=0)
+        status = await live.classifier.readiness()
+        await self.log.append(live.stream, "service-event",
+                              {"session_id": session_id, **status, "timestamp": 0.0})
+        return self.view(row)
+
+    async def get_row(self, session_id: str) -> dict[str, Any]:
+        row = await self.store.get_session(session_id)
+        if row is None:
+            raise SessionNotFound(f"no session {session_id}")
+        return row
+
+    def view(self, row: dict[str, Any]) -> dict[str, Any]:
+        live = self.live.get(row["id"])
+        extra: dict[str, Any] = {"ingest_connected": False, "subscribers": 0}
+        if live is not None:
+            extra = {"ingest_connected": live.ingest is not None,
+                     "subscribers": self.subscribers(live),
+                     "samples": live.buffer.total,
+                     "seconds": live.buffer.total / live.options.sample_rate,
+                     "dropped_windows": live.dropped_windows}
+        return session_view(row, live=extra)
+
+    async def end(self, session_id: str, *, reason: str = "ended") -> dict[str, Any]:
+        row = await self.get_row(session_id)
+        if row["state"] == SessionState.ENDED:
+            return self.view(row)
+        live = self.live.get(session_id)
+        if live is not None and reason == "ended":
+            # Asked to end: finish the windows already received (bounded), so the tail of
+            # what was said is not lost. The reaper ends idle sessions without waiting.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(live.queue.join(), _DRAIN_S)
+        live = self.live.pop(session_id, None)
+        samples = live.buffer.total if live is not None else int(row["samples"])
+        if live is not None:
+            await self._stop_live(live, persist=False)
+        opts = SessionOptions.model_validate_json(row["options"])
+        now = time.time()
+        await self.log.append(session_stream(session_id), "session-end", {
+            "session_id": session_id, "reason": reason,
+            "timestamp": samples / opts.sample_rate},
+            session_update=(session_id, {"state": SessionState.ENDED.value,
+                                         "ended_at": now, "end_reason": reason,
+                                         "samples": samples}))
+        self.log.forget(session_stream(session_id))
+        if live is not None and live.ingest is not None:
+            with contextlib.suppress(Exception):  # the socket may already be gone
+                await live.ingest.close_ingest(CLOSE_SESSION_ENDED, "session ended")
+        return self.view(await self.get_row(session_id))
+
+    # -- ingest ----------------------------------------------------------------------------
+    def attach_ingest(self, session_id: str, handle: IngestHandle) -> LiveSession:
+        live = self.live.get(session_id)
+        if live is None:
+            raise SessionNotFound(f"no active session {session_id}")
+        if live.ingest is not None:
+            raise IngestBusy("another ingest socket is connected to this session")
+        live.ingest = handle
+        live.idle_since = None
+        return live
+
+    async def detach_ingest(self, live: LiveSession, handle: IngestHandle) -> None:
+        if live.ingest is handle:
+            live.ingest = None
+            self._touch(live)
+            if live.id in self.live:
+                await self.store.update_session(live.id, samples=live.buffer.total)
+
+    def push(self, live: LiveSession, pcm: bytes) -> None:
+        """Queue the windows this frame completes. Never blocks: when analysis falls
+        behind, the oldest waiting window is dropped and a warning goes to subscribers."""
+        for win in live.buffer.push(pcm):
+            self._enqueue(live, win)
+
+    def finalize(self, live: LiveSession) -> bool:
+        win = live.buffer.flush()
+        if win is None:
+            return False
+        self._enqueue(live, win)
+        return True
+
+    def _enqueue(self, live: LiveSession, win: DueWindow) -> None:
+        if live.queue.full():
+            live.queue.get_nowait()
+            live.queue.task_done()
+            live.dropped_windows += 1
+            now = self.clock()
+            if now - live.last_warning >= _WARN_EVERY_S:
+                live.last_warning = now
+                task = asyncio.create_task(self._warn(live, "analysis is behind; windows "
+                                                                "dropped"))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+        live.queue.put_nowait(win)
+
+    async def _warn(self, live: LiveSession, message: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.log.append(live.stream, "service-event", {
+                "session_id": live.id, "status": "warning", "service": live.options.classifier,
+                "message": message, "timestamp": live.buffer.total / live.options.sample_rate})
+
+    # -- subscribers and the reaper ----------------------------------------------------------
+    def subscriber_enter(self, session_id: str) -> None:
+        live = self.live.get(session_id)
+        if live is not None:
+            live.sse_subscribers += 1
+            live.idle_since = None
+
+    def subscriber_leave(self, session_id: str) -> None:
+        live = self.live.get(session_id)
+        if live is not None:
+            live.sse_subscribers = max(0, live.sse_subscribers - 1)
+            self._touch(live)
+
+    def subscribers(self, live: LiveSession) -> int:
+        return live.sse_subscribers + self.member_count(live.stream)
+
+    def _touch(self, live: LiveSession) -> None:
+        if live.ingest is None and self.subscribers(live) == 0 and live.idle_since is None:
+            live.idle_since = self.clock()
+
+    async def reap_once(self, now: float | None = None) -> list[str]:
+        """End every session with no subscriber and no ingest socket for longer than the
+        idle TTL. One pass, with an injectable clock, for deterministic tests."""
+        now = self.clock() if now is None else now
+        ended = []
+        for live in list(self.live.values()):
+            if live.ingest is not None or self.subscribers(live) > 0:
+                live.idle_since = None
+                continue
+            if live.idle_since is None:
+                live.idle_since = now  # a session that never had anyone starts its clock now
+                continue
+            if now - live.idle_since > self.idle_ttl_s:
+                log.info("reaping idle session %s", live.id)
+                await self.end(live.id, reason="idle")
+                ended.append(live.id)
+        return ended
+
+    async def _reap_forever(self) -> None:
+        interval = max(self.idle_ttl_s / 2.0, 0.05)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reap_once()
+            except Exception:
+                log.exception("reaper pass failed")
+
+    # -- history -----------------------------------------------------------------------------
+    async def history(self, session_id: str, *, min_confidence: float = 0.0,
+                      limit: int = 1000) -> list[dict[str, Any]]:
+        await self.get_row(session_id)
+        events = await self.store.read_events(session_stream(session_id), types=["tone-event"])
+        tones = [{**e.data, "seq": e.seq} for e in events
+                 if float(e.data.get("confidence", 0.0)) >= min_confidence]
+        return tones[-limit:] if limit else tones
+
+    async def export(self, session_id: str, fmt: str) -> tuple[str, str]:
+        """The session's tone history as ``(body, media type)``: JSON or CSV."""
+        tones = await self.history(session_id, limit=0)
+        if fmt == "json":
+            import json
+
+            row = await self.get_row(session_id)
+            return json.dumps({"session": self.view(row), "tone_events": tones}), (
+                "application/json")
+        out = io.StringIO()
+        cols = ["seq", "timestamp", "label", "confidence", "affect", "shift_direction",
+                "shift_magnitude", "prosody_flags", "subtext", "speaker_id"]
+        w = csv.writer(out)
+        w.writerow(cols)
+        for t in tones:
+            w.writerow([";".join(t.get(c) or []) if c == "prosody_flags" else t.get(c, "")
+                        for c in cols])
+        return out.getvalue(), "text/csv"
+
+    # -- internals ---------------------------------------------------------------------------
+    def _make_live(self, session_id: str, options: SessionOptions, *,
+                   start_sample: int) -> LiveSession:
+        live = LiveSession(
+            id=session_id, options=options,
+            buffer=SampleBuffer(window=options.window_samples, hop=options.hop_samples,
+                                start_sample=start_sample),
+            classifier=self.classifiers(session_id, options))
+        live.consumer = asyncio.create_task(self._consume(live), name=f"session-{session_id}")
+        self.live[session_id] = live
+        return live
+
+    async def _consume(self, live: LiveSession) -> None:
+        """Analyse this session's windows in order and append what they yield."""
+        while True:
+            win = await live.queue.get()
+            try:
+                await self._handle(live, win)
+            finally:
+                live.queue.task_done()
+
+    async def _handle(self, live: LiveSession, win: DueWindow) -> None:
+        try:
+            result: WindowEvents = await live.classifier.classify(win)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("classifying a window of %s failed", live.id)
+            await self._warn(live, f"analysis failed: {type(exc).__name__}")
+            return
+        for warning in result.warnings:
+            now = self.clock()
+            if now - live.last_warning >= _WARN_EVERY_S:
+                live.last_warning = now
+                await self._warn(live, warning)
+        if result.events:
+            await self.log.append_many(live.stream, [
+                (etype, {"session_id": live.id, **data}) for etype, data in result.events])
+
+    async def _stop_live(self, live: LiveSession, *, persist: bool) -> None:
+        if live.consumer is not None:
+            live.consumer.cancel()
+            await asyncio.gather(live.consumer, return_exceptions=True)
+        await live.classifier.close()
+        if persist:
+            await self.store.update_session(live.id, samples=live.buffer.total)
