@@ -1,20 +1,27 @@
 """The store: jobs, stream events and analyses behind one async API.
 
 SQLite (via aiosqlite) is the default, in WAL mode so readers never block the writer and a
-committed event survives a killed process. Every method is one short transaction.
+committed event survives a killed process.
+
+Writes go through one writer task with group commit: every write waiting when the previous
+commit finished goes into the next transaction, each in its own savepoint (one failing write
+does not undo the others). SQLite has a single writer anyway; queueing writes here instead of
+in SQLite's busy handler (which sleeps in steps of up to 100 ms) keeps latency low under load,
+and one commit for many events keeps throughput high.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tonewire.store import schema
 from tonewire.streams.event import StreamEvent
@@ -32,9 +39,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+WriteOp = Callable[[AsyncConnection], Awaitable[None]]
+_MAX_GROUP = 512
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
+        self._writes: asyncio.Queue[tuple[WriteOp, asyncio.Future[None]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
         self.engine: AsyncEngine = create_async_engine(url)
         if url.startswith("sqlite"):
             sync: Engine = self.engine.sync_engine
@@ -43,9 +56,47 @@ class Store:
     async def start(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(schema.metadata.create_all)
+        self._writer = asyncio.create_task(self._write_forever(), name="store-writer")
 
     async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+            self._writer = None
         await self.engine.dispose()
+
+    # -- the writer --------------------------------------------------------------------------
+    async def _write(self, op: WriteOp) -> None:
+        if self._writer is None or self._writer.done():
+            raise RuntimeError("the store is not started")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._writes.put_nowait((op, fut))
+        await fut
+
+    async def _write_forever(self) -> None:
+        while True:
+            batch = [await self._writes.get()]
+            while not self._writes.empty() and len(batch) < _MAX_GROUP:
+                batch.append(self._writes.get_nowait())
+            outcomes: list[BaseException | None] = []
+            try:
+                async with self.engine.begin() as conn:
+                    for op, _fut in batch:
+                        try:
+                            async with conn.begin_nested():
+                                await op(conn)
+                            outcomes.append(None)
+                        except Exception as exc:
+                            outcomes.append(exc)
+            except Exception as exc:  # the commit itself failed: every write failed
+                outcomes = [exc] * len(batch)
+            for (_op, fut), err in zip(batch, outcomes, strict=True):
+                if fut.done():
+                    continue
+                if err is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(err)
 
     # -- events ----------------------------------------------------------------------------
     async def append_events(self, events: Sequence[StreamEvent], *,
@@ -54,7 +105,7 @@ class Store:
                             analysis: tuple[str, str] | None = None) -> None:
         """Insert events, and optionally update a job or session and store an analysis,
         atomically: a state and the events that announce it are never out of step."""
-        async with self.engine.begin() as conn:
+        async def op(conn: AsyncConnection) -> None:
             if events:
                 await conn.execute(insert(schema.events), [
                     {"stream": ev.stream, "seq": ev.seq, "type": ev.type,
@@ -75,6 +126,7 @@ class Store:
                     schema.analyses.c.job_id == job_id))
                 await conn.execute(insert(schema.analyses).values(
                     job_id=job_id, data=text, created_at=time.time()))
+        await self._write(op)
 
     async def read_events(self, stream: str, *, after: int = 0, limit: int | None = None,
                           types: Sequence[str] | None = None) -> list[StreamEvent]:
@@ -98,19 +150,22 @@ class Store:
         return int(value or 0)
 
     async def delete_stream(self, stream: str) -> None:
-        async with self.engine.begin() as conn:
+        async def op(conn: AsyncConnection) -> None:
             await conn.execute(delete(schema.events).where(schema.events.c.stream == stream))
+        await self._write(op)
 
     # -- jobs ------------------------------------------------------------------------------
     async def insert_job(self, row: dict[str, Any]) -> None:
-        async with self.engine.begin() as conn:
+        async def op(conn: AsyncConnection) -> None:
             await conn.execute(insert(schema.jobs).values(**row))
+        await self._write(op)
 
     async def update_job(self, job_id: str, **values: Any) -> None:
         values["updated_at"] = time.time()
-        async with self.engine.begin() as conn:
+        async def op(conn: AsyncConnection) -> None:
             await conn.execute(update(schema.jobs).where(schema.jobs.c.id == job_id)
                                .values(**values))
+        await self._write(op)
 
     async def get_job(self, job_id: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
@@ -144,16 +199,18 @@ class Store:
         return [dict(r) for r in rows]
 
     async def delete_job(self, job_id: str, stream: str) -> None:
-        async with self.engine.begin() as conn:
+        async def op(conn: AsyncConnection) -> None:
             await conn.execute(delete(schema.events).where(schema.events.c.stream == stream))
             await conn.execute(delete(schema.analyses).where(
                 schema.analyses.c.job_id == job_id))
             await conn.execute(delete(schema.jobs).where(schema.jobs.c.id == job_id))
+        await self._write(op)
 
     # -- sessions --------------------------------------------------------------------------
     async def insert_session(self, row: dict[str, Any]) -> None:
-        async with self.engine.begin() as conn:
+        async def op(conn: AsyncConnection) -> None:
             await conn.execute(insert(schema.sessions).values(**row))
+        await self._write(op)
 
     async def get_session(self, session_id: str) -> dict[str, Any] | None:
         async with self.engine.connect() as conn:
@@ -163,9 +220,10 @@ class Store:
 
     async def update_session(self, session_id: str, **values: Any) -> None:
         values["updated_at"] = time.time()
-        async with self.engine.begin() as conn:
+        async def op(conn: AsyncConnection) -> None:
             await conn.execute(update(schema.sessions).where(
                 schema.sessions.c.id == session_id).values(**values))
+        await self._write(op)
 
     async def sessions_with_state(self, state: str) -> list[dict[str, Any]]:
         t = schema.sessions
