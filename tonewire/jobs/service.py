@@ -168,19 +168,21 @@ class JobService:
         stream = job_stream(job_id)
         done_chunks = len(await self.store.read_events(stream, types=["chunk"]))
         progress = int(row["progress"])
-        if done_chunks == 0:
-            progress = max(progress, DECODING_PROGRESS)
-            await self._progress(job_id, JobStatus.DECODING, progress, "decoding audio")
         task = {"path": row["input_path"], "options": self.options.to_dict(),
                 "max_duration_s": self.limits.max_duration_s}
         summary: dict[str, Any] | None = None
+        failure: tuple[str, str] | None = None
         try:
             async for msg in self.pool.run(job_id, task):
                 kind = msg[0]
-                if kind == "started":
+                if kind == "started":  # a worker has the job: it is decoding now
                     info = msg[1]
                     if info.get("title"):
                         await self.store.update_job(job_id, title=info["title"])
+                    if done_chunks == 0 and progress < DECODING_PROGRESS:
+                        progress = DECODING_PROGRESS
+                        await self._progress(job_id, JobStatus.DECODING, progress,
+                                             "decoding audio")
                 elif kind == "progress" and msg[1] is not None:
                     lo, hi = ANALYSIS_SPAN
                     pct = lo + int(msg[1] * (hi - lo))
@@ -198,12 +200,14 @@ class JobService:
                     done_chunks = index + 1
                 elif kind == "finished":
                     summary = msg[1]
-                elif kind == "error":
-                    await self._finish_error(job_id, JobStatus.ERROR, msg[1], msg[2])
-                    return
+                elif kind == "error":  # read on to ("done",): the worker stays reusable
+                    failure = (msg[1], msg[2])
         except WorkerLost:
             await self._finish_error(job_id, JobStatus.ERROR, "WORKER_LOST",
                                      "the analysis worker stopped unexpectedly")
+            return
+        if failure is not None:
+            await self._finish_error(job_id, JobStatus.ERROR, *failure)
             return
         if summary is None:
             raise RuntimeError("worker finished without a summary")

@@ -36,8 +36,15 @@ class StreamLog:
             seq = await self.store.last_seq(stream) + 1
         events = [StreamEvent(stream=stream, seq=seq + i, type=t, data=d)
                   for i, (t, d) in enumerate(items)]
-        await self.store.append_events(events, **also)
+        # Reserve the seqs before awaiting: if this caller is cancelled while the store
+        # commits (the write still happens, in the store's writer), the next append must not
+        # reuse them. If the write fails, forget the counter and re-read it from the store.
         self._next_seq[stream] = seq + len(events)
+        try:
+            await self.store.append_events(events, **also)
+        except Exception:
+            self._next_seq.pop(stream, None)
+            raise
         for ev in events:
             await self.bus.publish(ev)
         return events

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from tonewire.transports.errors import ApiError
 
@@ -79,6 +79,8 @@ async def receive_upload(content_type: str | None, body: AsyncIterator[bytes], *
         async for chunk in body:
             parser.write(chunk)
         parser.finalize()
+        if parser.state != MultipartState.END:  # truncated: no closing boundary
+            raise _BadPart("the body ends before the closing boundary")
     except _TooLarge:
         out.close()
         tmp.unlink(missing_ok=True)
