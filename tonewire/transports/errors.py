@@ -13,6 +13,9 @@ from tonewire.errors import TonewireError
 
 STATUS_OF_CODE: Final[dict[str, int]] = {
     "JOB_NOT_FOUND": 404,
+    "SESSION_NOT_FOUND": 404,
+    "SESSION_LIMIT": 429,
+    "VAD_UNAVAILABLE": 422,
     "NOT_FOUND": 404,
     "JOB_NOT_COMPLETE": 409,
     "UNSUPPORTED_FORMAT": 422,
