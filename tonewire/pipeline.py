@@ -46,6 +46,7 @@ def analyze_file(
     *,
     max_duration_s: float | None = None,
     block_seconds: float = 4.0,
+    name: str | None = None,
 ) -> Iterator[AnalysisEvent]:
     """Yield ``Started``, then ``Progress`` and ``Segment`` events in order, then ``Finished``.
 
@@ -57,7 +58,7 @@ def analyze_file(
     # parallelism belongs to processes (one analysis per worker).
     with threadpool_limits(limits=1, user_api="blas"), AudioReader(
             path, sample_rate=opt.sample_rate, block_seconds=block_seconds,
-            max_duration_s=max_duration_s) as reader:
+            max_duration_s=max_duration_s, name=name) as reader:
         info = reader.info
         yield Started(info=info, options=opt)
         analyzer = TrackAnalyzer(opt, channels=info.channels)

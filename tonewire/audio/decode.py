@@ -66,8 +66,11 @@ class AudioReader:
         sample_rate: int = 22050,
         block_seconds: float = 4.0,
         max_duration_s: float | None = None,
+        name: str | None = None,
     ) -> None:
         self.path = Path(path)
+        self.name = name or self.path.name
+        """What error messages call the file (an upload's own name, not our temp file's)."""
         self.sample_rate = sample_rate
         self.block_samples = max(1, round(block_seconds * sample_rate))
         self.max_duration_s = max_duration_s
@@ -88,13 +91,13 @@ class AudioReader:
         if not self.path.is_file():
             raise SourceNotFound(f"{self.path} is not a file")
         if size == 0:
-            raise EmptyAudio(f"{self.path.name} is empty (0 bytes)")
+            raise EmptyAudio(f"{self.name} is empty (0 bytes)")
         with self.path.open("rb") as f:
             wav_seconds = declared_wav_seconds(f)
         try:
             container = av.open(str(self.path), metadata_errors="ignore")
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError, MemoryError) as exc:
-            raise UnsupportedFormat(f"{self.path.name} is not audio FFmpeg can read") from exc
+            raise UnsupportedFormat(f"{self.name} is not audio FFmpeg can read") from exc
         self._container = container
         try:
             return self._inspect(container, wav_seconds)
@@ -105,19 +108,19 @@ class AudioReader:
     def _inspect(self, container: Any, wav_seconds: float | None) -> AudioInfo:
         audio = [s for s in container.streams if s.type == "audio"]
         if not audio:
-            raise UnsupportedFormat(f"{self.path.name} has no audio stream")
+            raise UnsupportedFormat(f"{self.name} has no audio stream")
         stream = audio[0]
         ctx = stream.codec_context
         rate = int(ctx.sample_rate or 0)
         channels = int(ctx.channels or 0)
         if not _MIN_SOURCE_RATE <= rate <= _MAX_SOURCE_RATE:
-            raise UnsupportedFormat(f"{self.path.name} declares an impossible sample rate ({rate})")
+            raise UnsupportedFormat(f"{self.name} declares an impossible sample rate ({rate})")
         if not 1 <= channels <= _MAX_CHANNELS:
-            raise UnsupportedFormat(f"{self.path.name} declares {channels} audio channels")
+            raise UnsupportedFormat(f"{self.name} declares {channels} audio channels")
         declared = wav_seconds if wav_seconds is not None else _declared_seconds(container, stream)
         limit = self.max_duration_s
         if limit is not None and declared is not None and declared > limit:
-            raise TooLong(f"{self.path.name} declares {declared:.0f} s; the limit is {limit:.0f} s")
+            raise TooLong(f"{self.name} declares {declared:.0f} s; the limit is {limit:.0f} s")
         stream.thread_type = "AUTO"
         self._stream = stream
         standard = not str(stream.layout.name).endswith("channels")
@@ -177,7 +180,7 @@ class AudioReader:
     def _count(self, block: np.ndarray) -> np.ndarray:
         self.decoded_samples += block.shape[1]
         if self.max_duration_s is not None and self.decoded_seconds > self.max_duration_s:
-            raise TooLong(f"{self.path.name} runs past the {self.max_duration_s:.0f} s limit")
+            raise TooLong(f"{self.name} runs past the {self.max_duration_s:.0f} s limit")
         return block
 
     def _resampled(self) -> Iterator[np.ndarray]:
@@ -202,25 +205,25 @@ class AudioReader:
             for out in resampler.resample(None):
                 yield out.to_ndarray().reshape(-1, channels).T
         except (av.error.FFmpegError, MemoryError, ValueError) as exc:
-            raise DecodeError(f"{self.path.name} could not be decoded: {exc}") from exc
+            raise DecodeError(f"{self.name} could not be decoded: {exc}") from exc
 
     def _bad_packet(self, exc: Exception) -> None:
         self.bad_packets += 1
-        log.debug("skipping corrupt packet in %s: %s", self.path.name, exc)
+        log.debug("skipping corrupt packet in %s: %s", self.name, exc)
         if self.bad_packets > _MAX_BAD_PACKETS:
             if self.good_packets < self.bad_packets:
                 # FFmpeg found frame-like headers in noise, and most of it does not decode.
-                raise UnsupportedFormat(f"{self.path.name} is not audio FFmpeg can read")
-            raise DecodeError(f"{self.path.name} is corrupt ({self.bad_packets} bad packets)")
+                raise UnsupportedFormat(f"{self.name} is not audio FFmpeg can read")
+            raise DecodeError(f"{self.name} is corrupt ({self.bad_packets} bad packets)")
 
     def _check_complete(self) -> None:
         if self.decoded_samples == 0:
-            raise EmptyAudio(f"{self.path.name} contains no audio samples")
+            raise EmptyAudio(f"{self.name} contains no audio samples")
         declared = self.info.declared_seconds
         got = self.decoded_seconds
         if declared is not None and got < declared * _TRUNCATED_FRACTION - _TRUNCATED_SLACK_S:
             raise DecodeError(
-                f"{self.path.name} is truncated: decoded {got:.1f} s of {declared:.1f} s"
+                f"{self.name} is truncated: decoded {got:.1f} s of {declared:.1f} s"
             )
 
     # -- lifetime --------------------------------------------------------------------------

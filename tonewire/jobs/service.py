@@ -169,7 +169,7 @@ class JobService:
         done_chunks = len(await self.store.read_events(stream, types=["chunk"]))
         progress = int(row["progress"])
         task = {"path": row["input_path"], "options": self.options.to_dict(),
-                "max_duration_s": self.limits.max_duration_s}
+                "max_duration_s": self.limits.max_duration_s, "name": row["source_name"]}
         summary: dict[str, Any] | None = None
         failure: tuple[str, str] | None = None
         try:

@@ -33,7 +33,8 @@ def run_task(conn: Connection, task: dict[str, Any]) -> None:
 
     try:
         options = AnalysisOptions(**task["options"])
-        for ev in analyze_file(task["path"], options, max_duration_s=task["max_duration_s"]):
+        for ev in analyze_file(task["path"], options, max_duration_s=task["max_duration_s"],
+                               name=task.get("name")):
             if isinstance(ev, Segment):
                 conn.send(("segment", ev.index, segment_json(ev)))
             elif isinstance(ev, Progress):

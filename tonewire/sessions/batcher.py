@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 
 @dataclass
@@ -31,9 +34,18 @@ BatchFn = Callable[[np.ndarray, int, list[Any]], list[tuple[Any, Any]]]
 """``fn(X [shape=(n, len)], sr, vad_states) -> [(features, new_vad_state), ...]``."""
 
 
+def _exit_with_parent(parent: int) -> None:
+    # A pool worker waits on a pipe whose both ends it holds, so it never sees EOF when the
+    # server is killed (-9): watch the parent instead, and leave with it.
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
 def _init_worker(warm_module: str | None) -> None:
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
+                     name="parent-watch").start()
+    threadpool_limits(limits=1)  # numpy is already imported here: limit its pools directly
     if warm_module:  # pay the imports at start, not in the first live window
         importlib.import_module(warm_module)
 

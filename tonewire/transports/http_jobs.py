@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from tonewire.jobs.model import JobStatus, job_view
+from tonewire.jobs.model import TERMINAL, JobStatus, job_view
 from tonewire.jobs.service import JobService
 from tonewire.streams.event import job_stream
 from tonewire.transports.errors import ApiError
@@ -127,12 +127,15 @@ async def delete_job(request: Request, job_id: str) -> Deleted:
             responses={200: {"content": {"text/event-stream": {}}}})
 async def job_events(request: Request, job_id: str,
                      last_event_id: Annotated[str | None, Header()] = None,
-                     since: Annotated[str | None, Query()] = None) -> StreamingResponse:
+                     since: Annotated[str | None, Query()] = None) -> Response:
     """Server-Sent Events of the job's stream, replayed from ``Last-Event-ID`` (or ``since``);
     the stream closes after ``complete`` or ``error``."""
     after = parse_last_event_id(last_event_id if last_event_id is not None else since)
     jobs = _jobs(request)
-    await jobs.get(job_id)
+    row = await jobs.get(job_id)
+    if row["status"] in TERMINAL and after >= await jobs.store.last_seq(job_stream(job_id)):
+        # Resuming an ended stream at its end: 204 tells EventSource not to reconnect.
+        return Response(status_code=204)
     settings = request.app.state.settings
     body = event_stream(jobs.log, job_stream(job_id), after=after,
                         heartbeat_s=settings.sse_heartbeat_s, terminal=JOB_TERMINAL,

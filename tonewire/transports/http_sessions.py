@@ -85,14 +85,16 @@ async def session_export(request: Request, session_id: str,
             responses={200: {"content": {"text/event-stream": {}}}})
 async def session_events(request: Request, session_id: str,
                          last_event_id: Annotated[str | None, Header()] = None,
-                         since: Annotated[str | None, Query()] = None) -> StreamingResponse:
+                         since: Annotated[str | None, Query()] = None) -> Response:
     """Server-Sent Events: ``tone-event``, ``vad-event``, ``service-event``,
     ``transcript-event``, ``speaker-event``; ``session-end`` closes the stream."""
     after = parse_last_event_id(last_event_id if last_event_id is not None else since)
     service = _sessions(request)
-    await service.get_row(session_id)
+    row = await service.get_row(session_id)
     settings = request.app.state.settings
     stream = session_stream(session_id)
+    if row["state"] == SessionState.ENDED and after >= await service.store.last_seq(stream):
+        return Response(status_code=204)  # ended and fully seen: EventSource stops here
     prelude = b""
     if after > 0:  # resuming: tell the current service status at once (no id: not a replay)
         status = await service.store.read_latest_event(stream, "service-event")

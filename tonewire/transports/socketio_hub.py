@@ -81,11 +81,13 @@ class RoomPump:
             sub.nudge()
 
     async def _pump(self, sub: Any, cursor: int, sio: socketio.AsyncServer) -> bool:
-        """Run until there is nobody left to deliver to (True) or the buffer overflows."""
+        """Run until there is nobody left to deliver to, or the stream has ended (True), or
+        the buffer overflows."""
         logs = self.hub.log
         self._wake.set()
+        ended = False
         while True:
-            while self._joins:
+            while self._joins:  # includes anyone who subscribed while the end was sent
                 sid, since = self._joins.pop(0)
                 for ev in await logs.read(self.stream, after=since):
                     if ev.seq > cursor:
@@ -93,7 +95,7 @@ class RoomPump:
                     await sio.emit(ev.type, payload(ev), to=sid)
                 await sio.enter_room(sid, self.room)
                 self.members.add(sid)
-            if not self.members:
+            if ended or not self.members:
                 self.hub.pump_done(self)  # before any await: a new subscriber makes a new pump
                 return True
             ev = await sub.get()
@@ -106,9 +108,7 @@ class RoomPump:
                     await self._deliver(missed)
             await self._deliver(ev)
             cursor = ev.seq
-            if ev.type in self.hub.terminal:
-                self.hub.pump_done(self)  # nothing follows a terminal event
-                return True
+            ended = ev.type in self.hub.terminal  # nothing follows it
 
     async def _deliver(self, ev: StreamEvent) -> None:
         await self.hub.sio.emit(ev.type, payload(ev), room=self.room)
