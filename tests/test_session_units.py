@@ -140,7 +140,7 @@ async def test_ending_closes_the_ingest_socket_and_keeps_history(
     sid = (await service.create(SessionOptions()))["session_id"]
     sock = Socket()
     live = service.attach_ingest(sid, sock)
-    service.push(live, pcm(np.zeros(16000 * 2)))
+    await service.push(live, pcm(np.zeros(16000 * 2)))
     view = await service.end(sid)
     assert view["state"] == "ended" and view["samples"] == 32000
     assert sock.closed is not None and sock.closed[0] == 4000

@@ -23,7 +23,7 @@ from tonewire.config import Settings
 from tonewire.jobs.pool import WorkerPool
 from tonewire.jobs.service import JobLimits, JobService
 from tonewire.sessions.batcher import WindowBatcher
-from tonewire.sessions.builtin import BuiltinClassifier, speech_batch
+from tonewire.sessions.builtin import BuiltinClassifier, forget_sessions, speech_batch
 from tonewire.sessions.classifier import Classifier, SidecarClassifier
 from tonewire.sessions.model import SessionOptions
 from tonewire.sessions.service import SESSION_TERMINAL, SessionService
@@ -60,6 +60,7 @@ class LiveAnalysis:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.batcher = WindowBatcher(speech_batch, workers=settings.live_workers,
+                                     forget=forget_sessions,
                                      warm_module="tonewire.analysis.speech")
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.sidecar_timeout_s),
                                       limits=httpx.Limits(max_connections=100))

@@ -1,21 +1,27 @@
 """Batch due windows from every live session into one vectorised call off the event loop.
 
-Windows submitted in the same turn of the event loop are grouped by (rate, length) and run
-as one array through the speech analysis in a worker process; each submitter awaits its own
-row. With hundreds of sessions this turns hundreds of small numpy calls into a few large ones
-and keeps DSP out of the loop.
+Windows submitted in the same turn of the event loop are grouped by worker and (rate, length)
+and run as one array through the speech analysis in a worker process; each submitter awaits
+its own row. With hundreds of sessions this turns hundreds of small numpy calls into a few
+large ones and keeps DSP out of the loop.
+
+A session always goes to the same worker (by a stable hash of its key), so per-session state
+that cannot travel between processes (a Silero model's recurrent state, a native handle) lives
+in that worker: the batch function receives session keys, not state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import multiprocessing as mp
 import os
 import threading
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,13 +31,16 @@ from threadpoolctl import threadpool_limits
 
 @dataclass
 class _Pending:
+    key: str
+    spec: str
     samples: np.ndarray
-    vad_state: Any
-    future: asyncio.Future[tuple[Any, Any]]
+    future: asyncio.Future[Any]
 
 
-BatchFn = Callable[[np.ndarray, int, list[Any]], list[tuple[Any, Any]]]
-"""``fn(X [shape=(n, len)], sr, vad_states) -> [(features, new_vad_state), ...]``."""
+BatchFn = Callable[[np.ndarray, int, list[str], list[str]], list[Any]]
+"""Worker-side ``fn(X [shape=(n, len)], sr, keys, specs) -> [result per row]``; ``keys``
+name the sessions (state kept in the worker), ``specs`` say how to make a new one's state."""
+ForgetFn = Callable[[list[str]], None]
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -55,62 +64,71 @@ def _noop() -> None:
 
 
 class WindowBatcher:
-    def __init__(self, fn: BatchFn, *, workers: int, max_batch: int = 256,
-                 executor: Executor | None = None, warm_module: str | None = None) -> None:
+    def __init__(self, fn: BatchFn, *, workers: int, forget: ForgetFn | None = None,
+                 max_batch: int = 256, warm_module: str | None = None) -> None:
         self.fn = fn
-        self.warm_module = warm_module
+        self.forget_fn = forget
         self.max_batch = max_batch
-        self._executor = executor
-        self._workers = workers
-        self._pending: dict[tuple[int, int], list[_Pending]] = defaultdict(list)
+        self.warm_module = warm_module
+        self.workers = workers
+        self._executors: list[ProcessPoolExecutor] = []
+        self._pending: dict[tuple[int, int, int], list[_Pending]] = defaultdict(list)
         self._scheduled = False
         self._running: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        if self._executor is None:
-            import multiprocessing as mp
-
-            self._executor = ProcessPoolExecutor(self._workers, mp_context=mp.get_context(
-                "spawn"), initializer=_init_worker, initargs=(self.warm_module,))
-            for _ in range(self._workers):  # start every worker now
-                self._executor.submit(_noop)
+        ctx = mp.get_context("spawn")
+        for _ in range(self.workers):
+            ex = ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker,
+                                     initargs=(self.warm_module,))
+            ex.submit(_noop)  # start the worker now, not on the first window
+            self._executors.append(ex)
 
     async def close(self) -> None:
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        for ex in self._executors:
+            ex.shutdown(wait=False, cancel_futures=True)
+        self._executors = []
 
-    async def analyze(self, samples: np.ndarray, *, sr: int, vad_state: Any
-                      ) -> tuple[Any, Any]:
-        """Analyse one window; returns ``(features, new_vad_state)``."""
+    def worker_of(self, key: str) -> int:
+        return zlib.crc32(key.encode()) % max(self.workers, 1)
+
+    async def analyze(self, samples: np.ndarray, *, sr: int, key: str, spec: str) -> Any:
+        """Analyse one window of session ``key``; returns the batch function's row result."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[tuple[Any, Any]] = loop.create_future()
-        self._pending[(sr, samples.size)].append(_Pending(samples, vad_state, fut))
+        fut: asyncio.Future[Any] = loop.create_future()
+        group = (self.worker_of(key), sr, samples.size)
+        self._pending[group].append(_Pending(key, spec, samples, fut))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
         return await fut
 
+    def forget(self, key: str) -> None:
+        """Drop a finished session's state in its worker (fire and forget)."""
+        if self.forget_fn is not None and self._executors:
+            self._executors[self.worker_of(key)].submit(self.forget_fn, [key])
+
     def _flush(self) -> None:
         self._scheduled = False
         groups, self._pending = self._pending, defaultdict(list)
-        for (sr, _n), items in groups.items():
+        for (worker, sr, _n), items in groups.items():
             for i in range(0, len(items), self.max_batch):
-                task = asyncio.create_task(self._run(sr, items[i : i + self.max_batch]))
+                task = asyncio.create_task(self._run(worker, sr, items[i : i + self.max_batch]))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
 
-    async def _run(self, sr: int, items: list[_Pending]) -> None:
-        if self._executor is None:
+    async def _run(self, worker: int, sr: int, items: list[_Pending]) -> None:
+        if not self._executors:
             raise RuntimeError("batcher not started")
         batch = np.stack([it.samples for it in items])
-        states = [it.vad_state for it in items]
         loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._executor, self.fn, batch, sr, states)
+            results = await loop.run_in_executor(
+                self._executors[worker], self.fn, batch, sr, [it.key for it in items],
+                [it.spec for it in items])
         except Exception as exc:  # surface to every waiting session, never crash the loop
             for it in items:
                 if not it.future.done():

@@ -51,11 +51,12 @@ class SampleBuffer:
             self.next_end += self.hop
         return due
 
-    def flush(self) -> DueWindow | None:
-        """The partial window since the last one (``finalize``), or None if there is none."""
+    def flush(self, *, min_samples: int = 1) -> DueWindow | None:
+        """The partial window since the last one (``finalize``), or None if there is none
+        or it is shorter than ``min_samples`` (it then stays for the next window)."""
         last_end = self.next_end - self.hop
         start = max(last_end, self.total - self.window) if last_end < self.total else None
-        if start is None or self.total - start <= 0:
+        if start is None or self.total - start < max(min_samples, 1):
             return None
         win = self._cut(start, self.total)
         self.next_end = self.total + self.window  # the next full window starts afresh

@@ -8,6 +8,7 @@ voice-activity detector travels with its window and comes back advanced. The ton
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -18,12 +19,44 @@ from tonewire.sessions.classifier import WindowEvents
 from tonewire.sessions.model import SessionOptions
 
 
-def speech_batch(x: np.ndarray, sr: int, vads: list[Any]) -> list[tuple[Any, Any]]:
-    """Worker-side: analyse ``x [shape=(n, window)]`` with each row's VAD."""
+class VadRegistry:
+    """Worker-side voice-activity detectors, one per session, created on first use.
+
+    Detectors keep state across windows and some (Silero's native model) cannot be pickled,
+    so they live in the worker that each session is pinned to. Least recently used ones are
+    dropped past ``capacity`` (a session that comes back simply starts a fresh detector)."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._vads: OrderedDict[str, Any] = OrderedDict()
+
+    def get(self, key: str, spec: str) -> Any:
+        vad = self._vads.pop(key, None)
+        if vad is None:
+            vad = make_vad(spec)
+        self._vads[key] = vad
+        while len(self._vads) > self.capacity:
+            self._vads.popitem(last=False)
+        return vad
+
+    def forget(self, keys: list[str]) -> None:
+        for key in keys:
+            self._vads.pop(key, None)
+
+
+_REGISTRY = VadRegistry()  # per worker process: the state of the sessions pinned to it
+
+
+def speech_batch(x: np.ndarray, sr: int, keys: list[str], specs: list[str]) -> list[Any]:
+    """Worker-side: analyse ``x [shape=(n, window)]``, each row with its session's VAD."""
     from tonewire.analysis.speech import analyze_windows
 
-    feats = analyze_windows(x, sr=sr, vads=vads)
-    return list(zip(feats, vads, strict=True))
+    vads = [_REGISTRY.get(k, s) for k, s in zip(keys, specs, strict=True)]
+    return list(analyze_windows(x, sr=sr, vads=vads))
+
+
+def forget_sessions(keys: list[str]) -> None:
+    _REGISTRY.forget(keys)
 
 
 def make_vad(kind: str) -> Any:
@@ -40,7 +73,8 @@ class BuiltinClassifier:
         self.session_id = session_id
         self.options = options
         self.batcher = batcher
-        self.vad = make_vad(options.vad)
+        if options.vad == "silero":
+            make_vad("silero")  # fail at start (VAD_UNAVAILABLE), not in every window
         self.tracker = ToneTracker(min_confidence=options.min_confidence, elcor=options.elcor)
 
     async def readiness(self) -> dict[str, Any]:
@@ -49,7 +83,8 @@ class BuiltinClassifier:
 
     async def classify(self, win: DueWindow) -> WindowEvents:
         sr = self.options.sample_rate
-        feats, self.vad = await self.batcher.analyze(win.samples, sr=sr, vad_state=self.vad)
+        feats = await self.batcher.analyze(win.samples, sr=sr, key=self.session_id,
+                                           spec=self.options.vad)
         t0 = win.start_sample / sr
         out = WindowEvents()
         for start in feats.speech_starts_s:
@@ -71,7 +106,7 @@ class BuiltinClassifier:
         return out
 
     async def close(self) -> None:
-        return None
+        self.batcher.forget(self.session_id)
 
 
 def _features(f: Any) -> dict[str, Any]:

@@ -79,6 +79,7 @@ def session_view(row: dict[str, Any], *, live: dict[str, Any] | None = None) -> 
         "end_reason": row["end_reason"],
         "samples": row["samples"],
         "seconds": row["samples"] / opts.sample_rate,
+        "dropped_windows": row.get("dropped_windows") or 0,
     }
     if live is not None:
         out.update(live)

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+import numpy as np
+
 from tonewire.errors import TonewireError
 from tonewire.sessions.buffer import DueWindow, SampleBuffer
 from tonewire.sessions.classifier import Classifier, ClassifierFactory, WindowEvents
@@ -41,6 +43,10 @@ SESSION_EVENT_TYPES: Final = ("tone-event", "vad-event", "service-event", "trans
 _WINDOW_QUEUE: Final = 8
 _WARN_EVERY_S: Final = 10.0
 _DRAIN_S: Final = 5.0
+_BACKPRESSURE_S: Final = 2.0
+_PROBE_WAIT_S: Final = 0.5
+MIN_WINDOW_S: Final = 0.25
+"""The speech analysis needs at least this much audio; a shorter finalised tail is padded."""
 
 
 class SessionNotFound(TonewireError):
@@ -100,6 +106,7 @@ class SessionService:
         self.live: dict[str, LiveSession] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._ending: dict[str, asyncio.Task[dict[str, Any]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, *, reaper: bool = True) -> None:
@@ -130,10 +137,24 @@ class SessionService:
                "updated_at": now, "ended_at": None, "end_reason": None}
         await self.store.insert_session(row)
         live = self._make_live(session_id, options, start_sample=0)
+        # The probe (a sidecar's /health) may not hold up the start for long: past a short
+        # wait it reports in the background.
+        probe = asyncio.create_task(self._report_readiness(live))
+        self._background.add(probe)
+        probe.add_done_callback(self._background.discard)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(probe), _PROBE_WAIT_S)
+        return self.view(row)
+
+    async def _report_readiness(self, live: LiveSession) -> None:
         status = await live.classifier.readiness()
         await self.log.append(live.stream, "service-event",
-                              {"session_id": session_id, **status, "timestamp": 0.0})
-        return self.view(row)
+                              {"session_id": live.id, **status, "timestamp": 0.0})
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def get_row(self, session_id: str) -> dict[str, Any]:
         row = await self.store.get_session(session_id)
@@ -153,6 +174,16 @@ class SessionService:
         return session_view(row, live=extra)
 
     async def end(self, session_id: str, *, reason: str = "ended") -> dict[str, Any]:
+        """End a session once: concurrent calls (a double click, the reaper at the same
+        moment) wait for the first and get its result."""
+        running = self._ending.get(session_id)
+        if running is None:
+            running = asyncio.create_task(self._end(session_id, reason))
+            self._ending[session_id] = running
+            running.add_done_callback(lambda _t: self._ending.pop(session_id, None))
+        return await asyncio.shield(running)
+
+    async def _end(self, session_id: str, reason: str) -> dict[str, Any]:
         row = await self.get_row(session_id)
         if row["state"] == SessionState.ENDED:
             return self.view(row)
@@ -164,6 +195,8 @@ class SessionService:
                 await asyncio.wait_for(live.queue.join(), _DRAIN_S)
         live = self.live.pop(session_id, None)
         samples = live.buffer.total if live is not None else int(row["samples"])
+        dropped = (live.dropped_windows if live is not None else 0) + int(
+            row.get("dropped_windows") or 0)
         if live is not None:
             await self._stop_live(live, persist=False)
         opts = SessionOptions.model_validate_json(row["options"])
@@ -173,7 +206,7 @@ class SessionService:
             "timestamp": samples / opts.sample_rate},
             session_update=(session_id, {"state": SessionState.ENDED.value,
                                          "ended_at": now, "end_reason": reason,
-                                         "samples": samples}))
+                                         "samples": samples, "dropped_windows": dropped}))
         self.log.forget(session_stream(session_id))
         if live is not None and live.ingest is not None:
             with contextlib.suppress(Exception):  # the socket may already be gone
@@ -198,16 +231,25 @@ class SessionService:
             if live.id in self.live:
                 await self.store.update_session(live.id, samples=live.buffer.total)
 
-    def push(self, live: LiveSession, pcm: bytes) -> None:
-        """Queue the windows this frame completes. Never blocks: when analysis falls
-        behind, the oldest waiting window is dropped and a warning goes to subscribers."""
+    async def push(self, live: LiveSession, pcm: bytes) -> None:
+        """Queue the windows this frame completes. When analysis is behind, wait (up to
+        ``_BACKPRESSURE_S``, so the frame's ack, and a client that waits for acks, slows
+        down); past that the oldest waiting window is dropped and subscribers are warned."""
         for win in live.buffer.push(pcm):
+            if live.queue.full():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(live.queue.put(win), _BACKPRESSURE_S)
+                    continue
             self._enqueue(live, win)
 
     def finalize(self, live: LiveSession) -> bool:
         win = live.buffer.flush()
         if win is None:
             return False
+        shortest = round(MIN_WINDOW_S * live.options.sample_rate)
+        if win.samples.size < shortest:  # the analysis needs 250 ms: pad the tail with silence
+            win = DueWindow(start_sample=win.start_sample, end_sample=win.end_sample,
+                            samples=np.pad(win.samples, (0, shortest - win.samples.size)))
         self._enqueue(live, win)
         return True
 
@@ -219,10 +261,7 @@ class SessionService:
             now = self.clock()
             if now - live.last_warning >= _WARN_EVERY_S:
                 live.last_warning = now
-                task = asyncio.create_task(self._warn(live, "analysis is behind; windows "
-                                                                "dropped"))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                self._spawn(self._warn(live, "analysis is behind; windows dropped"))
         live.queue.put_nowait(win)
 
     async def _warn(self, live: LiveSession, message: str) -> None:
@@ -334,8 +373,7 @@ class SessionService:
             raise
         except Exception as exc:
             log.exception("classifying a window of %s failed", live.id)
-            await self._warn(live, f"analysis failed: {type(exc).__name__}")
-            return
+            result = WindowEvents(warnings=[f"analysis failed: {type(exc).__name__}"])
         for warning in result.warnings:
             now = self.clock()
             if now - live.last_warning >= _WARN_EVERY_S:

@@ -72,5 +72,6 @@ sessions = Table(
     Column("updated_at", Float, nullable=False),
     Column("ended_at", Float),
     Column("end_reason", String(32)),
+    Column("dropped_windows", BigInteger, nullable=False, default=0),
     Index("sessions_state", "state"),
 )

@@ -8,6 +8,7 @@ the bus did not carry) is filled from the log.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +22,7 @@ class StreamLog:
         self.store = store
         self.bus = bus
         self._next_seq: dict[str, int] = {}
+        self._cold = asyncio.Lock()
 
     async def append(self, stream: str, type: str, data: dict[str, Any], **also: Any
                      ) -> StreamEvent:
@@ -30,10 +32,13 @@ class StreamLog:
     async def append_many(self, stream: str, items: list[tuple[str, dict[str, Any]]],
                           **also: Any) -> list[StreamEvent]:
         """Persist events (in one transaction with ``also``, passed to the store), then
-        publish them. One producer per stream at a time (the job or session owner)."""
-        seq = self._next_seq.get(stream)
-        if seq is None:
-            seq = await self.store.last_seq(stream) + 1
+        publish them. Seqs are reserved before any await, so concurrent producers on one
+        stream (a session's analysis, its warnings, its end) never collide."""
+        if stream not in self._next_seq:
+            async with self._cold:  # two producers must not both read the same last seq
+                if stream not in self._next_seq:
+                    self._next_seq[stream] = await self.store.last_seq(stream) + 1
+        seq = self._next_seq[stream]
         events = [StreamEvent(stream=stream, seq=seq + i, type=t, data=d)
                   for i, (t, d) in enumerate(items)]
         # Reserve the seqs before awaiting: if this caller is cancelled while the store

@@ -167,7 +167,7 @@ async def ingest(ws: WebSocket, session_id: str) -> None:
                     await ws.send_text(_nack("ODD_LENGTH",
                                              "PCM16 frames have an even number of bytes"))
                 else:
-                    service.push(live, data)
+                    await service.push(live, data)
                     await ws.send_text(
                         f'{{"ok": true, "bytes": {n}, "samples": {live.buffer.total}}}')
                 continue
