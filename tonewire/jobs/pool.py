@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing as mp
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ class WorkerPool:
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=worker_main, args=(child,), daemon=True,
+        proc = self._ctx.Process(target=worker_main, args=(child, os.getpid()), daemon=True,
                                  name="tonewire-worker")
         proc.start()
         child.close()

@@ -18,6 +18,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import logging  # noqa: E402
 import signal  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 from multiprocessing.connection import Connection  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -53,8 +55,19 @@ def run_task(conn: Connection, task: dict[str, Any]) -> None:
     conn.send(("done",))
 
 
-def worker_main(conn: Connection) -> None:
-    """Loop: receive a task (``None`` stops), run it, stream its messages."""
+def _exit_with_parent(parent: int) -> None:
+    # The pipe tells a waiting worker that the server died, but not one busy importing or
+    # analysing: watch the parent too, and leave with it.
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def worker_main(conn: Connection, parent: int) -> None:
+    """Loop: receive a task (``None`` stops), run it, stream its messages. ``parent`` is the
+    server's pid, taken in the server: a slow start may begin after it has already died."""
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
+                     name="parent-watch").start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     import tonewire.pipeline  # noqa: F401  (warm up: the first task should not pay imports)
     while True:

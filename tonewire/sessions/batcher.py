@@ -51,8 +51,10 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _init_worker(warm_module: str | None) -> None:
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True,
+def _init_worker(parent: int, warm_module: str | None) -> None:
+    # `parent` comes from the server: by the time a slow start reaches here, a dead server's
+    # children already report another parent.
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                      name="parent-watch").start()
     threadpool_limits(limits=1)  # numpy is already imported here: limit its pools directly
     if warm_module:  # pay the imports at start, not in the first live window
@@ -80,7 +82,7 @@ class WindowBatcher:
         ctx = mp.get_context("spawn")
         for _ in range(self.workers):
             ex = ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(self.warm_module,))
+                                     initargs=(os.getpid(), self.warm_module))
             ex.submit(_noop)  # start the worker now, not on the first window
             self._executors.append(ex)
 
