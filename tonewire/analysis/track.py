@@ -103,6 +103,8 @@ class TrackAnalyzer:
         self._arousal: list[np.ndarray] = []
         self._reliability: list[np.ndarray] = []
         self._tempo_local: list[np.ndarray] = []
+        self._acf_sum = np.zeros(math.ceil(60.0 * self.frame_rate / rhythm.MIN_BPM) + 3)
+        self._acf_n = 0
         self._finished = False
 
     # -- public API --------------------------------------------------------------------------
@@ -355,6 +357,13 @@ class TrackAnalyzer:
         wins = sliding_window_view(onset, width)[starts].astype(np.float64)
         acf = rhythm.autocorrelation(wins, max_lag=min(max_lag, width - 3))
         est = rhythm.tempo_from_acf(acf, frame_rate=self.frame_rate)
+        if acf.shape[1] == max_lag + 1:
+            # The track's tempo comes from the mean of these normalised autocorrelations (a
+            # tempogram average): memory O(lags), not a whole-track FFT at the end.
+            live = acf[:, 0] > rhythm.MIN_ONSET_VARIANCE
+            if live.any():
+                self._acf_sum += (acf[live] / acf[live, :1]).sum(axis=0)
+                self._acf_n += int(live.sum())
         return est.bpm, est.periodicity
 
     def _brainwaves(self, centre_s: np.ndarray) -> np.ndarray:
@@ -426,7 +435,10 @@ class TrackAnalyzer:
         max_lag = math.ceil(60.0 * self.frame_rate / rhythm.MIN_BPM) + 2
         if silent or onset.size < 3 * max_lag:
             return none
-        acf = rhythm.autocorrelation(onset[None, :].astype(np.float64), max_lag=max_lag)
+        if self._acf_n:
+            acf = (self._acf_sum / self._acf_n)[None, :]
+        else:  # shorter than one tempo window: the whole (short) envelope at once
+            acf = rhythm.autocorrelation(onset[None, :].astype(np.float64), max_lag=max_lag)
         est = rhythm.tempo_from_acf(acf, frame_rate=self.frame_rate)
         bpm0 = float(est.bpm[0])
         if not np.isfinite(bpm0):
