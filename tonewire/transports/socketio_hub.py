@@ -14,6 +14,7 @@ Client events: ``subscribe {job_id, since?}`` -> ``subscribed {job_id}`` then th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
@@ -51,7 +52,9 @@ class RoomPump:
 
     async def remove(self, sid: str) -> None:
         self.members.discard(sid)
-        await self.hub.sio.leave_room(sid, self.room)
+        self._joins = [(s, since) for s, since in self._joins if s != sid]
+        with contextlib.suppress(KeyError, ValueError):  # already gone from the server
+            await self.hub.sio.leave_room(sid, self.room)
         self._wake.set()
 
     async def _run(self) -> None:
@@ -89,11 +92,14 @@ class RoomPump:
         while True:
             while self._joins:  # includes anyone who subscribed while the end was sent
                 sid, since = self._joins.pop(0)
-                for ev in await logs.read(self.stream, after=since):
-                    if ev.seq > cursor:
-                        break
-                    await sio.emit(ev.type, payload(ev), to=sid)
-                await sio.enter_room(sid, self.room)
+                try:
+                    for ev in await logs.read(self.stream, after=since):
+                        if ev.seq > cursor:
+                            break
+                        await sio.emit(ev.type, payload(ev), to=sid)
+                    await sio.enter_room(sid, self.room)
+                except (KeyError, ValueError):  # it left before its replay: skip it only
+                    continue
                 self.members.add(sid)
             if ended or not self.members:
                 self.hub.pump_done(self)  # before any await: a new subscriber makes a new pump
