@@ -126,7 +126,12 @@ class TrackAnalyzer:
         if not np.isfinite(block).all():  # NaN or inf would poison every aggregate: silence
             block = np.where(np.isfinite(block), block, np.float32(0.0))
         self._meter.feed(block)
-        mono = block[0] if self.channels == 1 else block.mean(axis=0, dtype=np.float32)
+        if self.channels == 1:
+            mono = block[0]
+        elif self.channels == 2:  # elementwise: a mean over axis 0 is a strided reduction
+            mono = (block[0] + block[1]) * np.float32(0.5)
+        else:
+            mono = block.mean(axis=0, dtype=np.float32)
         self._buf = np.concatenate((self._buf, mono))
         self._n_in += mono.size
         self._feed_envelope(mono)

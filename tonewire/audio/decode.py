@@ -201,9 +201,9 @@ class AudioReader:
                         frame = _mono_frame(frame)
                     frame.pts = None  # timestamps are counted from samples, never trusted
                     for out in resampler.resample(frame):
-                        yield out.to_ndarray().reshape(-1, channels).T
+                        yield _planes(out, channels)
             for out in resampler.resample(None):
-                yield out.to_ndarray().reshape(-1, channels).T
+                yield _planes(out, channels)
         except (av.error.FFmpegError, MemoryError, ValueError) as exc:
             raise DecodeError(f"{self.name} could not be decoded: {exc}") from exc
 
@@ -242,6 +242,13 @@ class AudioReader:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _planes(frame: Any, channels: int) -> np.ndarray:
+    """A packed float frame as ``[shape=(channels, n)]`` (a view of its one buffer: PyAV's
+    own ``to_ndarray`` stacks planes, a copy per frame)."""
+    data = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples * channels)
+    return data.reshape(-1, channels).T
 
 
 _INT_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9.223372036854776e18}
