@@ -174,6 +174,8 @@ class Server:
         env.update(
             TONEWIRE_DATA_DIR=str(self.data_dir),
             TONEWIRE_WORKERS=str(self.workers),
+            TONEWIRE_RATE_LIMIT_PER_MINUTE="0",
+            TONEWIRE_MAX_SUBSCRIBERS_PER_STREAM="100000",
             PYTHONUNBUFFERED="1",
         )
         for _attempt in range(3):

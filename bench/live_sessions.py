@@ -179,6 +179,7 @@ def main() -> None:
     data = tempfile.mkdtemp(prefix="tonewire-bench-")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TONEWIRE_")},
            "TONEWIRE_DATA_DIR": data, "TONEWIRE_MAX_SESSIONS": "5000",
+           "TONEWIRE_RATE_LIMIT_PER_MINUTE": "0",
            "TONEWIRE_LIVE_WORKERS": str(args.live_workers), "TONEWIRE_WORKERS": "1"}
     server = subprocess.Popen([sys.executable, "-m", "tonewire.cli", "serve", "--host", HOST,
                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL,

@@ -149,7 +149,9 @@ def _launch(tmp_path: Path, env: dict[str, Any], attempt: int) -> RunningServer:
     port = free_port()
     data_dir = tmp_path / f"data-{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
-    settings = {_env_name(k): str(v) for k, v in env.items()}
+    # Tests make many jobs and sessions from one address: no rate limit unless asked for.
+    settings = {"TONEWIRE_RATE_LIMIT_PER_MINUTE": "0"}
+    settings.update({_env_name(k): str(v) for k, v in env.items()})
     settings["TONEWIRE_DATA_DIR"] = str(data_dir)
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("TONEWIRE_")}
     child_env.update(settings)

@@ -6,6 +6,8 @@ lives at module level, so two apps (say, in one test) never share state.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -22,19 +24,24 @@ from tonewire import __version__
 from tonewire.config import Settings
 from tonewire.jobs.pool import WorkerPool
 from tonewire.jobs.service import JobLimits, JobService
+from tonewire.metrics import MeteredBus, Metrics
 from tonewire.sessions.batcher import WindowBatcher
 from tonewire.sessions.builtin import BuiltinClassifier, forget_sessions, speech_batch
 from tonewire.sessions.classifier import Classifier, SidecarClassifier
 from tonewire.sessions.model import SessionOptions
 from tonewire.sessions.service import SESSION_TERMINAL, SessionService
 from tonewire.store.database import Store
-from tonewire.streams.bus import MemoryBus, bus_from_url
+from tonewire.streams.bus import bus_from_url
 from tonewire.streams.log import StreamLog
+from tonewire.transports.access import AccessGate, ApiKeys, presented_key, public_path
 from tonewire.transports.errors import install_error_handlers
+from tonewire.transports.headers import SecurityHeaders
 from tonewire.transports.http_jobs import job_resolver
 from tonewire.transports.http_jobs import router as jobs_router
+from tonewire.transports.http_ops import router as ops_router
 from tonewire.transports.http_sessions import router as sessions_router
 from tonewire.transports.http_sessions import session_resolver
+from tonewire.transports.limits import Limits
 from tonewire.transports.socketio_hub import JOB_TERMINAL, SocketHub
 
 log = logging.getLogger(__name__)
@@ -44,13 +51,16 @@ log = logging.getLogger(__name__)
 class Services:
     settings: Settings
     store: Store
-    bus: MemoryBus
+    bus: MeteredBus
     log: StreamLog
     pool: WorkerPool
     jobs: JobService
     sessions: SessionService
     hub: SocketHub
     live: LiveAnalysis
+    metrics: Metrics
+    stopping: asyncio.Event
+    """Set when the server begins to shut down: streams tell their followers and close."""
 
 
 class LiveAnalysis:
@@ -83,13 +93,17 @@ def create_app(settings: Settings | None = None) -> Any:
     """The ASGI application: Socket.IO at ``/socket.io/``, everything else FastAPI."""
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    metrics = Metrics()
     store = Store(settings.resolved_database_url())
-    bus = bus_from_url(settings.bus_url)
+    bus = MeteredBus(bus_from_url(settings.bus_url), metrics)
     stream_log = StreamLog(store, bus)
     pool = WorkerPool(settings.workers)
     jobs = JobService(store=store, log=stream_log, pool=pool,
                       options=settings.analysis_options(),
-                      limits=JobLimits(max_duration_s=settings.max_duration_s))
+                      limits=JobLimits(max_duration_s=settings.max_duration_s,
+                                       max_active=settings.max_active_jobs),
+                      metrics=metrics)
+    keys = ApiKeys(settings.api_keys)
     sio = socketio.AsyncServer(
         async_mode="asgi",
         # None: same origin only; otherwise the explicit list, as for HTTP.
@@ -99,7 +113,7 @@ def create_app(settings: Settings | None = None) -> Any:
     live = LiveAnalysis(settings)
     sessions = SessionService(store=store, log=stream_log, classifiers=live.classifier,
                               idle_ttl_s=settings.session_idle_ttl_s,
-                              max_sessions=settings.max_sessions)
+                              max_sessions=settings.max_sessions, metrics=metrics)
     resolve_job, resolve_session = job_resolver(jobs), session_resolver(sessions)
 
     async def resolve(data: dict[str, Any]) -> tuple[str, str, str]:
@@ -108,11 +122,32 @@ def create_app(settings: Settings | None = None) -> Any:
             return await resolve_session(data)  # type: ignore[no-any-return]
         return await resolve_job(data)  # type: ignore[no-any-return]
 
+    def followers(stream: str) -> int:
+        # SSE followers hold one bus subscription each; a Socket.IO room pump holds one too.
+        pump = 1 if stream in hub.pumps else 0
+        return bus.subscriptions(stream) - pump + hub.member_count(stream)
+
+    limits = Limits(settings, followers=followers)
+
+    def authorize(environ: dict[str, Any], auth: Any) -> bool:
+        headers = {"authorization": environ.get("HTTP_AUTHORIZATION", "")}
+        return keys.allows(presented_key(headers, environ.get("QUERY_STRING", ""), auth))
+
     hub = SocketHub(sio, stream_log, buffer=settings.subscriber_buffer, resolve=resolve,
-                    terminal=JOB_TERMINAL | SESSION_TERMINAL)
+                    terminal=JOB_TERMINAL | SESSION_TERMINAL, authorize=authorize,
+                    has_room=limits.follower_room,
+                    on_cut_off=metrics.subscribers_cut_off.labels("socketio").inc)
     sessions.member_count = hub.member_count  # the reaper counts Socket.IO followers too
+    stopping = asyncio.Event()
     services = Services(settings=settings, store=store, bus=bus, log=stream_log, pool=pool,
-                        jobs=jobs, sessions=sessions, hub=hub, live=live)
+                        jobs=jobs, sessions=sessions, hub=hub, live=live, metrics=metrics,
+                        stopping=stopping)
+
+    async def tell_followers_on_stop() -> None:
+        await stopping.wait()
+        log.info("shutting down: telling followers to reconnect later")
+        bus.nudge_all()  # SSE streams wake, see `stopping`, send server-shutdown, close
+        await hub.announce_shutdown()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -126,9 +161,18 @@ def create_app(settings: Settings | None = None) -> Any:
         gc.collect()
         gc.freeze()
         log.info("tonewire %s ready (%d workers)", __version__, pool.size)
+        announcer = asyncio.create_task(tell_followers_on_stop(), name="shutdown-announcer")
         try:
             yield
         finally:
+            if not stopping.is_set():  # stopped without a signal (tests, embedding)
+                stopping.set()
+                await asyncio.sleep(0)  # let the announcer run
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(announcer, 2.0)
+            announcer.cancel()
+            # Running jobs are not failed: their rows stay running and their streams hold
+            # every segment so far; the next start resumes them (checkpointed by the log).
             await hub.close()
             await sessions.close()
             await live.close()
@@ -142,6 +186,7 @@ def create_app(settings: Settings | None = None) -> Any:
                   description="Analyse audio as it arrives and stream the results.")
     api.state.settings = settings
     api.state.services = services
+    api.state.limits = limits
     install_error_handlers(api)
     if settings.cors_origins:
         api.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
@@ -149,6 +194,8 @@ def create_app(settings: Settings | None = None) -> Any:
                            allow_headers=["*"], allow_credentials=False)
     api.include_router(jobs_router)
     api.include_router(sessions_router)
-    app = socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
+    api.include_router(ops_router)
+    inner = socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
+    app: Any = AccessGate(SecurityHeaders(inner), keys, public=public_path)
     app.state = api.state  # tests and tools reach the services through the outer app too
     return app

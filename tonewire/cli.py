@@ -88,21 +88,36 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import logging
+    import asyncio
+    import contextlib
+    from types import FrameType
 
     import uvicorn
 
     from tonewire.app import create_app
     from tonewire.config import Settings
+    from tonewire.logs import configure
 
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings()
+    log_config = configure(settings.log_format)
     app = create_app(settings)
+    stopping: asyncio.Event = app.state.services.stopping
+
+    class Server(uvicorn.Server):
+        """Tells the app at the signal, not after uvicorn has waited for open streams to
+        end: SSE and Socket.IO followers are told to reconnect, so the wait is short."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            with contextlib.suppress(RuntimeError):  # no loop yet: nothing to tell
+                asyncio.get_running_loop().call_soon_threadsafe(stopping.set)
+            super().handle_exit(sig, frame)
+
     # PCM and JSON events barely compress; per-message deflate costs more CPU than it saves.
-    uvicorn.run(app, host=args.host, port=args.port, ws="websockets-sansio",
-                ws_per_message_deflate=False, ws_max_size=settings.max_frame_bytes,
-                log_level="info", lifespan="on", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, host=args.host, port=args.port, ws="websockets-sansio",
+                            ws_per_message_deflate=False, ws_max_size=settings.max_frame_bytes,
+                            log_level="info", log_config=log_config, lifespan="on",
+                            timeout_graceful_shutdown=5)
+    Server(config).run()
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -54,12 +54,35 @@ class Settings(BaseSettings):
     subscriber_buffer: int = Field(default=2048, ge=16,
                                    description="events a subscriber may fall behind")
     sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    max_subscribers_per_stream: int = Field(
+        default=1000, ge=1, description="SSE + Socket.IO followers of one job or session")
 
-    @field_validator("cors_origins", mode="before")
+    # Access and limits
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="comma-separated keys; when set, every API, stream "
+        "and socket needs one (Authorization: Bearer KEY or ?token=KEY)")
+    rate_limit_per_minute: int = Field(
+        default=10, ge=0, description="job creations and session starts per client IP "
+        "per minute (0: no limit)")
+    max_active_jobs: int = Field(default=100, ge=1,
+                                 description="jobs waiting or running at once")
+
+    # Operations
+    log_format: Literal["text", "json"] = Field(default="text",
+                                                description="json: one object per line")
+
+    @field_validator("cors_origins", "api_keys", mode="before")
     @classmethod
-    def _split_origins(cls, v: object) -> object:
+    def _split_list(cls, v: object) -> object:
         if isinstance(v, str):
             return [o.strip() for o in v.split(",") if o.strip()]
+        return v
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_keys(cls, v: list[str]) -> list[str]:
+        if any(len(k) < 16 for k in v):
+            raise ValueError("API keys must be at least 16 characters")
         return v
 
     def analysis_options(self) -> AnalysisOptions:

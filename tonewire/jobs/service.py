@@ -23,6 +23,8 @@ from tonewire.analysis.options import AnalysisOptions
 from tonewire.errors import TonewireError
 from tonewire.jobs.model import RUNNING, TERMINAL, JobStatus, new_job_id
 from tonewire.jobs.pool import WorkerLost, WorkerPool
+from tonewire.logs import job_id_var
+from tonewire.metrics import Metrics
 from tonewire.report.json import SCHEMA_VERSION
 from tonewire.store.database import Store
 from tonewire.streams.event import job_stream
@@ -42,9 +44,15 @@ class JobNotComplete(TonewireError):
     code = "JOB_NOT_COMPLETE"
 
 
+class JobLimitReached(TonewireError):
+    code = "JOB_LIMIT"
+
+
 @dataclass(frozen=True, slots=True)
 class JobLimits:
     max_duration_s: float
+    max_active: int = 100
+    """jobs waiting or running at once; more are refused with ``JOB_LIMIT``"""
 
 
 def cache_key(content_sha256: str, options: AnalysisOptions, limits: JobLimits) -> str:
@@ -57,8 +65,10 @@ def cache_key(content_sha256: str, options: AnalysisOptions, limits: JobLimits) 
 
 class JobService:
     def __init__(self, *, store: Store, log: StreamLog, pool: WorkerPool,
-                 options: AnalysisOptions, limits: JobLimits) -> None:
+                 options: AnalysisOptions, limits: JobLimits,
+                 metrics: Metrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics
         self.log = log
         self.pool = pool
         self.options = options
@@ -95,6 +105,7 @@ class JobService:
         if cached is not None:
             path.unlink(missing_ok=True)
             return cached, False
+        await self._admit(path)
         job_id = new_job_id()
         final = path.with_name(f"{job_id}{path.suffix}")
         os.replace(path, final)
@@ -113,6 +124,14 @@ class JobService:
         await self._progress(job_id, JobStatus.PENDING, 0, "waiting for a worker")
         self._spawn(job_id)
         return row, True
+
+    async def _admit(self, path: Path) -> None:
+        counts = await self.store.count_jobs_by_status()
+        active = sum(counts.get(s.value, 0) for s in RUNNING)
+        if active >= self.limits.max_active:
+            path.unlink(missing_ok=True)
+            raise JobLimitReached(f"{active} jobs are already waiting or running; "
+                                  "try again when one finishes")
 
     async def get(self, job_id: str) -> dict[str, Any]:
         row = await self.store.get_job(job_id)
@@ -151,6 +170,7 @@ class JobService:
         task.add_done_callback(lambda _t: self._tasks.pop(job_id, None))
 
     async def _run(self, job_id: str) -> None:
+        job_id_var.set(job_id)  # this task's context: every log line names the job
         try:
             await self._execute(job_id)
         except asyncio.CancelledError:
@@ -172,11 +192,13 @@ class JobService:
                 "max_duration_s": self.limits.max_duration_s, "name": row["source_name"]}
         summary: dict[str, Any] | None = None
         failure: tuple[str, str] | None = None
+        started_at = 0.0
         try:
             async for msg in self.pool.run(job_id, task):
                 kind = msg[0]
                 if kind == "started":  # a worker has the job: it is decoding now
                     info = msg[1]
+                    started_at = time.monotonic() if done_chunks == 0 else 0.0
                     if info.get("title"):
                         await self.store.update_job(job_id, title=info["title"])
                     if done_chunks == 0 and progress < DECODING_PROGRESS:
@@ -211,6 +233,9 @@ class JobService:
             return
         if summary is None:
             raise RuntimeError("worker finished without a summary")
+        if self.metrics is not None and started_at:  # not for a resumed run: it skipped work
+            wall = time.monotonic() - started_at
+            self.metrics.realtime_factor.observe(summary["duration"] / max(wall, 1e-6))
         await self._complete(job_id, summary)
 
     async def _complete(self, job_id: str, summary: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ session's sample clock, so their timestamps come from samples counted, never fro
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,9 @@ class DueWindow:
     end_sample: int
     samples: np.ndarray
     """float32 in [-1, 1) ``[shape=(window,)]`` (shorter for a finalised partial window)."""
+    closed_at: float = 0.0
+    """``time.monotonic()`` when its last sample arrived: for latency metrics only, never for
+    timestamps."""
 
 
 class SampleBuffer:
@@ -66,4 +70,5 @@ class SampleBuffer:
         hi = self._fill - (self.total - end)
         lo = hi - (end - start)
         samples = self._buf[max(lo, 0) : hi].astype(np.float32) / np.float32(32768.0)
-        return DueWindow(start_sample=start, end_sample=end, samples=samples)
+        return DueWindow(start_sample=start, end_sample=end, samples=samples,
+                         closed_at=time.monotonic())

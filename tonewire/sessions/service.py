@@ -22,6 +22,8 @@ from typing import Any, Final, Protocol
 import numpy as np
 
 from tonewire.errors import TonewireError
+from tonewire.logs import session_id_var
+from tonewire.metrics import Metrics
 from tonewire.sessions.buffer import DueWindow, SampleBuffer
 from tonewire.sessions.classifier import Classifier, ClassifierFactory, WindowEvents
 from tonewire.sessions.model import (
@@ -95,7 +97,8 @@ class SessionService:
     def __init__(self, *, store: Store, log: StreamLog, classifiers: ClassifierFactory,
                  idle_ttl_s: float, max_sessions: int,
                  member_count: Callable[[str], int] = lambda _stream: 0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 metrics: Metrics | None = None) -> None:
         self.store = store
         self.log = log
         self.classifiers = classifiers
@@ -103,6 +106,7 @@ class SessionService:
         self.max_sessions = max_sessions
         self.member_count = member_count
         self.clock = clock
+        self.metrics = metrics
         self.live: dict[str, LiveSession] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -249,7 +253,8 @@ class SessionService:
         shortest = round(MIN_WINDOW_S * live.options.sample_rate)
         if win.samples.size < shortest:  # the analysis needs 250 ms: pad the tail with silence
             win = DueWindow(start_sample=win.start_sample, end_sample=win.end_sample,
-                            samples=np.pad(win.samples, (0, shortest - win.samples.size)))
+                            samples=np.pad(win.samples, (0, shortest - win.samples.size)),
+                            closed_at=win.closed_at)
         self._enqueue(live, win)
         return True
 
@@ -258,6 +263,8 @@ class SessionService:
             live.queue.get_nowait()
             live.queue.task_done()
             live.dropped_windows += 1
+            if self.metrics is not None:
+                self.metrics.windows_dropped.inc()
             now = self.clock()
             if now - live.last_warning >= _WARN_EVERY_S:
                 live.last_warning = now
@@ -359,6 +366,7 @@ class SessionService:
 
     async def _consume(self, live: LiveSession) -> None:
         """Analyse this session's windows in order and append what they yield."""
+        session_id_var.set(live.id)
         while True:
             win = await live.queue.get()
             try:
@@ -382,6 +390,8 @@ class SessionService:
         if result.events:
             await self.log.append_many(live.stream, [
                 (etype, {"session_id": live.id, **data}) for etype, data in result.events])
+        if self.metrics is not None and win.closed_at:
+            self.metrics.window_latency.observe(time.monotonic() - win.closed_at)
 
     async def _stop_live(self, live: LiveSession, *, persist: bool) -> None:
         if live.consumer is not None:

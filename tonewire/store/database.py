@@ -198,6 +198,13 @@ class Store:
                                        .order_by(t.c.created_at))).mappings().all()
         return [dict(r) for r in rows]
 
+    async def count_jobs_by_status(self) -> dict[str, int]:
+        t = schema.jobs
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t.c.status, func.count())
+                                       .group_by(t.c.status))).all()
+        return {str(status): int(n) for status, n in rows}
+
     async def delete_job(self, job_id: str, stream: str) -> None:
         async def op(conn: AsyncConnection) -> None:
             await conn.execute(delete(schema.events).where(schema.events.c.stream == stream))

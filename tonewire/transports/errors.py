@@ -15,6 +15,7 @@ STATUS_OF_CODE: Final[dict[str, int]] = {
     "JOB_NOT_FOUND": 404,
     "SESSION_NOT_FOUND": 404,
     "SESSION_LIMIT": 429,
+    "JOB_LIMIT": 503,
     "VAD_UNAVAILABLE": 422,
     "NOT_FOUND": 404,
     "JOB_NOT_COMPLETE": 409,
@@ -28,9 +29,11 @@ STATUS_OF_CODE: Final[dict[str, int]] = {
 class ApiError(TonewireError):
     """An error with its HTTP status, raised by adapters."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message, code=code)
         self.status = status
+        self.headers = headers
 
 
 def error_body(code: str, message: str) -> dict[str, str]:
@@ -40,7 +43,8 @@ def error_body(code: str, message: str) -> dict[str, str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status,
+                            headers=exc.headers)
 
     @app.exception_handler(TonewireError)
     async def _domain_error(_req: Request, exc: TonewireError) -> JSONResponse:

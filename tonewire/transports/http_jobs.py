@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -12,6 +12,7 @@ from tonewire.jobs.model import TERMINAL, JobStatus, job_view
 from tonewire.jobs.service import JobService
 from tonewire.streams.event import job_stream
 from tonewire.transports.errors import ApiError
+from tonewire.transports.limits import limit_job_creation
 from tonewire.transports.socketio_hub import JOB_TERMINAL
 from tonewire.transports.sse import event_stream, parse_last_event_id
 from tonewire.transports.upload import receive_upload
@@ -69,9 +70,12 @@ def _created(request: Request, row: dict[str, Any], *, cached: bool) -> JobCreat
 
 
 @router.post("/api/jobs", status_code=202, response_model=JobCreated,
+             dependencies=[Depends(limit_job_creation)],
              responses={200: {"model": JobCreated, "description": "cached complete job"},
                         413: {"description": "UPLOAD_TOO_LARGE"},
-                        415: {"description": "UNSUPPORTED_MEDIA_TYPE"}},
+                        415: {"description": "UNSUPPORTED_MEDIA_TYPE"},
+                        429: {"description": "RATE_LIMITED (with Retry-After)"},
+                        503: {"description": "JOB_LIMIT"}},
              openapi_extra={"requestBody": {"required": True, "content": {
                  "multipart/form-data": {"schema": {
                      "type": "object", "required": ["file"],
@@ -137,9 +141,11 @@ async def job_events(request: Request, job_id: str,
         # Resuming an ended stream at its end: 204 tells EventSource not to reconnect.
         return Response(status_code=204)
     settings = request.app.state.settings
+    request.app.state.limits.admit_follower(job_stream(job_id))
     body = event_stream(jobs.log, job_stream(job_id), after=after,
                         heartbeat_s=settings.sse_heartbeat_s, terminal=JOB_TERMINAL,
-                        maxsize=settings.subscriber_buffer)
+                        maxsize=settings.subscriber_buffer,
+                        stopping=request.app.state.services.stopping)
     return StreamingResponse(body, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response, WebSocket
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, WebSocket
 from fastapi.responses import StreamingResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
@@ -30,6 +30,7 @@ from tonewire.sessions.service import (
     SessionNotFound,
     SessionService,
 )
+from tonewire.transports.limits import limit_session_start
 from tonewire.transports.sse import encode_event, event_stream, parse_last_event_id
 
 router = APIRouter()
@@ -40,7 +41,9 @@ def _sessions(request: Request | WebSocket) -> SessionService:
     return service
 
 
-@router.post("/session/start")
+@router.post("/session/start", dependencies=[Depends(limit_session_start)],
+             responses={429: {"description": "RATE_LIMITED (with Retry-After) or "
+                                             "SESSION_LIMIT"}})
 async def start_session(request: Request,
                         options: Annotated[SessionOptions | None, Body()] = None
                         ) -> dict[str, Any]:
@@ -95,6 +98,7 @@ async def session_events(request: Request, session_id: str,
     stream = session_stream(session_id)
     if row["state"] == SessionState.ENDED and after >= await service.store.last_seq(stream):
         return Response(status_code=204)  # ended and fully seen: EventSource stops here
+    request.app.state.limits.admit_follower(stream)
     prelude = b""
     if after > 0:  # resuming: tell the current service status at once (no id: not a replay)
         status = await service.store.read_latest_event(stream, "service-event")
@@ -110,7 +114,8 @@ async def session_events(request: Request, session_id: str,
             async for chunk in event_stream(service.log, stream, after=after,
                                             heartbeat_s=settings.sse_heartbeat_s,
                                             terminal=SESSION_TERMINAL,
-                                            maxsize=settings.subscriber_buffer):
+                                            maxsize=settings.subscriber_buffer,
+                                            stopping=request.app.state.services.stopping):
                 yield chunk
         finally:
             service.subscriber_leave(session_id)

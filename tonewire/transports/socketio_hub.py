@@ -46,6 +46,10 @@ class RoomPump:
         self._sent = 0
         self.task = asyncio.create_task(self._run(), name=f"pump-{stream}")
 
+    @property
+    def pending(self) -> list[tuple[str, int]]:
+        return self._joins
+
     def admit(self, sid: str, since: int) -> None:
         self._joins.append((sid, since))
         self._wake.set()
@@ -129,6 +133,7 @@ class RoomPump:
             if self.hub.queued_packets(sid) > self.hub.buffer:
                 log.warning("disconnecting slow Socket.IO client %s on %s", sid, self.stream)
                 self.members.discard(sid)
+                self.hub.on_cut_off()
                 await self.hub.sio.disconnect(sid)
 
 
@@ -141,8 +146,14 @@ class SocketHub:
 
     def __init__(self, sio: socketio.AsyncServer, log: StreamLog, *, buffer: int,
                  resolve: Callable[[dict[str, Any]], Awaitable[tuple[str, str, str]]],
-                 terminal: frozenset[str] = JOB_TERMINAL) -> None:
+                 terminal: frozenset[str] = JOB_TERMINAL,
+                 authorize: Callable[[dict[str, Any], Any], bool] = lambda _env, _auth: True,
+                 has_room: Callable[[str], bool] = lambda _stream: True,
+                 on_cut_off: Callable[[], None] = lambda: None) -> None:
         self.sio = sio
+        self.authorize = authorize
+        self.has_room = has_room
+        self.on_cut_off = on_cut_off
         self.terminal = terminal
         self.log = log
         self.buffer = buffer
@@ -155,6 +166,10 @@ class SocketHub:
         sio.on("unsubscribe", self.on_unsubscribe)
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if not self.authorize(environ, auth):
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": "UNAUTHORIZED", "message": "an API key is required: "
+                 "auth={'token': KEY}, Authorization: Bearer KEY, or ?token=KEY"})
         self.following[sid] = {}
         await self.sio.emit("connected", {"type": "connected", "job_id": ""}, to=sid)
 
@@ -189,6 +204,10 @@ class SocketHub:
             pump = self.pumps.get(stream)
             if pump is not None:
                 await pump.remove(sid)
+        elif not self.has_room(stream):
+            await self.error(sid, "TOO_MANY_SUBSCRIBERS",
+                             "this stream already has as many subscribers as it may")
+            return
         following[key] = stream
         await self.sio.emit("subscribed", {key_name: key}, to=sid)
         pump = self.pumps.get(stream)
@@ -208,7 +227,18 @@ class SocketHub:
     def member_count(self, stream: str) -> int:
         """Socket.IO clients following a stream in this process (the reaper asks)."""
         pump = self.pumps.get(stream)
-        return len(pump.members) if pump is not None else 0
+        return len(pump.members) + len(pump.pending) if pump is not None else 0
+
+    def total_members(self) -> int:
+        return sum(len(p.members) for p in self.pumps.values())
+
+    async def announce_shutdown(self) -> None:
+        """Tell every connected client the server is going away, then let them go: they
+        reconnect (to this server restarted, or another) and resume with ``since``."""
+        await self.sio.emit("server-shutdown", {"type": "server-shutdown", "reconnect": True})
+        for sid in list(self.following):
+            with contextlib.suppress(KeyError, ValueError):
+                await self.sio.disconnect(sid)
 
     def queued_packets(self, sid: str) -> int:
         """Packets waiting in a client's engine.io queue (0 if unknown)."""

@@ -7,9 +7,10 @@ a heartbeat when the stream is idle, so proxies keep the connection open.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Collection
 from typing import Any, Final
 
 from tonewire.streams.bus import SubscriberOverflow
@@ -63,24 +64,32 @@ def payload(ev: StreamEvent) -> dict[str, Any]:
     return {**ev.data, "seq": ev.seq}
 
 
+SHUTDOWN_FRAME: Final = encode_event(event="server-shutdown",
+                                     data='{"type":"server-shutdown","reconnect":true}')
+
+
 async def event_stream(log: StreamLog, stream: str, *, after: int, heartbeat_s: float,
                        terminal: Collection[str], maxsize: int,
-                       is_closed: Callable[[], bool] | None = None) -> AsyncIterator[bytes]:
+                       stopping: asyncio.Event | None = None) -> AsyncIterator[bytes]:
     """SSE bytes for a stream from ``after``: replay, live events, heartbeats.
 
-    Ends after a terminal event, or when this subscriber falls behind its buffer (the
-    browser reconnects with ``Last-Event-ID`` and resumes from the log).
+    Ends after a terminal event; when this subscriber falls behind its buffer; or when the
+    server shuts down (a ``server-shutdown`` event without an id). In the last two cases the
+    browser reconnects with ``Last-Event-ID`` and resumes from the log.
     """
     yield encode_retry(RETRY_MS)
     try:
         async for ev in log.follow(stream, after=after, maxsize=maxsize,
                                    heartbeat_s=heartbeat_s):
+            if ev is not None:
+                yield encode_event(id=ev.seq, event=ev.type,
+                                   data=json.dumps(payload(ev), separators=(",", ":")))
+                if ev.type in terminal:
+                    return
+            if stopping is not None and stopping.is_set():
+                yield SHUTDOWN_FRAME
+                return
             if ev is None:
                 yield encode_comment("heartbeat")
-                continue
-            yield encode_event(id=ev.seq, event=ev.type,
-                               data=json.dumps(payload(ev), separators=(",", ":")))
-            if ev.type in terminal:
-                return
     except SubscriberOverflow:
         yield encode_comment("too far behind: reconnect with Last-Event-ID")

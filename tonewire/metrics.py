@@ -1,0 +1,102 @@
+"""Prometheus metrics, one registry per app (two apps in one process never mix counts).
+
+Counters and histograms are fed where things happen (the bus, the job and session
+services, the Socket.IO hub); gauges of current state are read at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from tonewire.streams.bus import Bus, Subscription
+from tonewire.streams.event import StreamEvent
+
+__all__ = ["CONTENT_TYPE", "MeteredBus", "Metrics"]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.jobs = Gauge("tonewire_jobs", "Jobs by state", ["state"], registry=r)
+        self.live_sessions = Gauge("tonewire_live_sessions",
+                                   "Live sessions held by this process", registry=r)
+        self.subscribers = Gauge("tonewire_subscribers",
+                                 "Followers of job and session streams connected here",
+                                 ["transport"], registry=r)
+        self.events_published = Counter("tonewire_events_published",
+                                        "Stream events published, by type", ["type"],
+                                        registry=r)
+        self.subscribers_cut_off = Counter(
+            "tonewire_subscribers_cut_off",
+            "Subscribers cut off for falling behind their buffer (the events stay in the "
+            "log; the subscriber resumes from its last seq)", ["transport"], registry=r)
+        self.windows_dropped = Counter(
+            "tonewire_live_windows_dropped",
+            "Live analysis windows dropped because analysis fell behind", registry=r)
+        self.realtime_factor = Histogram(
+            "tonewire_analysis_realtime_factor",
+            "Seconds of audio analysed per second of wall time, per job",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000), registry=r)
+        self.window_latency = Histogram(
+            "tonewire_window_to_event_seconds",
+            "From a live window's last sample arriving to its events being published",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0), registry=r)
+        self.rate_limited = Counter("tonewire_rate_limited",
+                                    "Requests refused by the per-client rate limit",
+                                    registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MeteredBus:
+    """A bus that counts what passes through it, around any other bus."""
+
+    def __init__(self, inner: Bus, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+        self._active: dict[str, set[Subscription]] = {}
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def publish(self, event: StreamEvent) -> None:
+        self.metrics.events_published.labels(event.type).inc()
+        await self.inner.publish(event)
+
+    def subscriptions(self, stream: str | None = None) -> int:
+        """Open subscriptions in this process, to one stream or to all."""
+        if stream is None:
+            return sum(len(subs) for subs in self._active.values())
+        return len(self._active.get(stream, ()))
+
+    def nudge_all(self) -> None:
+        """Wake every subscriber's reader (at shutdown, so each can see it and leave)."""
+        for subs in self._active.values():
+            for sub in subs:
+                sub.nudge()
+
+    def subscribe(self, stream: str, *, maxsize: int = 1024
+                  ) -> AbstractAsyncContextManager[Subscription]:
+        return self._subscribe(stream, maxsize)
+
+    @asynccontextmanager
+    async def _subscribe(self, stream: str, maxsize: int) -> AsyncIterator[Subscription]:
+        async with self.inner.subscribe(stream, maxsize=maxsize) as sub:
+            self._active.setdefault(stream, set()).add(sub)
+            try:
+                yield sub
+            finally:
+                subs = self._active[stream]
+                subs.discard(sub)
+                if not subs:
+                    del self._active[stream]
+                if sub.overflowed:
+                    self.metrics.subscribers_cut_off.labels("bus").inc()
