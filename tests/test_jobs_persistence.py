@@ -560,3 +560,111 @@ def test_a_client_leaving_before_its_replay_does_not_stop_the_others(
     got = asyncio.run(_replays_with_a_leaver(srv.url, job_id, ahead=10, timeout=20.0))
     short = {name: len(events) for name, events in got.items() if events != stored}
     assert not short, f"clients without the whole stream ({len(stored)} events): {short}"
+
+
+# -- graceful shutdown -------------------------------------------------------------------------
+@dataclass
+class Followers:
+    job_sse: list[tuple[str | None, str | None]]
+    """(id, event) of every frame with an event name, in order"""
+    session_sse: list[tuple[str | None, str | None]]
+    sio: list[str]
+    ingest_close: int | None
+    job_seen: list[Ev]
+
+
+async def _sse_frames(client: httpx.AsyncClient, path: str,
+                      out: list[tuple[str | None, str | None]], ready: asyncio.Event) -> None:
+    async with client.stream("GET", path) as resp:
+        assert resp.status_code == 200
+        ready.set()
+        ev_id: str | None = None
+        async for line in resp.aiter_lines():
+            if line.startswith("id:"):
+                ev_id = line[3:].strip()
+            elif line.startswith("event:"):
+                out.append((ev_id, line[6:].strip()))
+            elif line == "":
+                ev_id = None
+
+
+async def _follow_through_sigterm(srv: Server, job_id: str, session_id: str) -> Followers:
+    import websockets
+
+    job_frames: list[tuple[str | None, str | None]] = []
+    session_frames: list[tuple[str | None, str | None]] = []
+    sio_seen: list[str] = []
+    job_seen: list[Ev] = []
+    sio = socketio.AsyncClient(reconnection=False)
+    sio_gone = asyncio.Event()
+    sio.on("disconnect", lambda *_a: sio_gone.set())
+
+    async def on_any(event: str, *args: Any) -> None:
+        sio_seen.append(event)
+        data = args[0] if args else None
+        if isinstance(data, dict) and "seq" in data:
+            job_seen.append(Ev(data["seq"], event, data))
+
+    sio.on("*", on_any)
+    await sio.connect(srv.url, transports=["websocket"], wait_timeout=10)
+    await sio.emit("subscribe", {"job_id": job_id})
+    timeout = httpx.Timeout(10.0, read=60.0)
+    async with httpx.AsyncClient(base_url=srv.url, timeout=timeout) as client, \
+            websockets.connect(srv.url.replace("http", "ws") + f"/session/{session_id}/audio",
+                               compression=None) as ws:
+        ready = [asyncio.Event(), asyncio.Event()]
+        readers = [
+            asyncio.create_task(_sse_frames(client, f"/api/jobs/{job_id}/events", job_frames,
+                                            ready[0])),
+            asyncio.create_task(_sse_frames(client, f"/session/{session_id}/stream",
+                                            session_frames, ready[1])),
+        ]
+        await ws.send(b"\x00\x00" * 1600)
+        assert json.loads(await ws.recv())["ok"]
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 30)
+        deadline = time.monotonic() + JOB_TIMEOUT_S
+        while sum(1 for _, e in job_frames if e == "chunk") < 3:
+            assert time.monotonic() < deadline, "no chunks arrived"
+            await asyncio.sleep(0.05)
+        os.kill(srv.pid, signal.SIGTERM)  # the server alone: it stops its workers itself
+        # Both SSE streams end on their own (the server closes them after telling us).
+        await asyncio.wait_for(asyncio.gather(*readers), 30)
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 30)
+        close = ws.close_code
+    with contextlib.suppress(TimeoutError):  # the server lets Socket.IO clients go too
+        await asyncio.wait_for(sio_gone.wait(), 30)
+    await sio.disconnect()
+    return Followers(job_frames, session_frames, sio_seen, close, job_seen)
+
+
+def test_sigterm_tells_every_follower_and_running_work_resumes_after_restart(
+        servers: Callable[..., Server], audio: dict[str, Path]) -> None:
+    first = servers(workers=1)
+    job_id = first.upload(audio["long"]).json()["job_id"]
+    session_id = httpx.post(f"{first.url}/session/start", json={}, timeout=10).json()[
+        "session_id"]
+    seen = asyncio.run(_follow_through_sigterm(first, job_id, session_id))
+    assert first.proc is not None
+    assert first.proc.wait(30) in (0, -signal.SIGTERM), first.log_tail()
+    assert b"Application shutdown complete" in first.log_path.read_bytes()
+
+    # SSE followers were told, with an event that has no id (it is not part of the stream).
+    assert seen.job_sse[-1] == (None, "server-shutdown"), seen.job_sse[-3:]
+    assert seen.session_sse[-1] == (None, "server-shutdown"), seen.session_sse
+    assert not [e for _, e in seen.job_sse if e in TERMINAL]
+    assert "server-shutdown" in seen.sio, seen.sio[-5:]
+    assert seen.ingest_close == 1012  # "service restart": the client reconnects
+
+    # The job was not failed: it resumes on the next start with its stream gap-free.
+    second = servers(workers=1)
+    after = sse_events(second, job_id)
+    check_stream(after, terminal="complete")
+    assert len(check_chunks(after)) == round(LONG_SECONDS)
+    before = sorted(seen.job_seen, key=lambda e: e.seq)
+    assert before and after[:len(before)] == before
+    # The live session is still there, its sample clock where the client left it.
+    state = httpx.get(f"{second.url}/session/{session_id}", timeout=10).json()
+    assert state["state"] == "active", state
+    assert state["samples"] == 1600, state
+    second.terminate()

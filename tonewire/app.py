@@ -127,7 +127,7 @@ def create_app(settings: Settings | None = None) -> Any:
         pump = 1 if stream in hub.pumps else 0
         return bus.subscriptions(stream) - pump + hub.member_count(stream)
 
-    limits = Limits(settings, followers=followers)
+    limits = Limits(settings, followers=followers, on_refused=metrics.rate_limited.inc)
 
     def authorize(environ: dict[str, Any], auth: Any) -> bool:
         headers = {"authorization": environ.get("HTTP_AUTHORIZATION", "")}

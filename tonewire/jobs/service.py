@@ -199,6 +199,7 @@ class JobService:
                 if kind == "started":  # a worker has the job: it is decoding now
                     info = msg[1]
                     started_at = time.monotonic() if done_chunks == 0 else 0.0
+                    log.info("analysing %s (%s)", row["source_name"], info.get("codec"))
                     if info.get("title"):
                         await self.store.update_job(job_id, title=info["title"])
                     if done_chunks == 0 and progress < DECODING_PROGRESS:
@@ -233,8 +234,9 @@ class JobService:
             return
         if summary is None:
             raise RuntimeError("worker finished without a summary")
+        wall = time.monotonic() - started_at
+        log.info("complete: %.1f s of audio in %.2f s", summary["duration"], wall)
         if self.metrics is not None and started_at:  # not for a resumed run: it skipped work
-            wall = time.monotonic() - started_at
             self.metrics.realtime_factor.observe(summary["duration"] / max(wall, 1e-6))
         await self._complete(job_id, summary)
 

@@ -89,7 +89,11 @@ class AccessGate:
                 or self.public(scope["path"])):
             await self.app(scope, receive, send)
             return
-        key = presented_key(_scope_headers(scope), scope.get("query_string", b""))
+        headers = _scope_headers(scope)
+        if scope.get("method") == "OPTIONS" and "access-control-request-method" in headers:
+            await self.app(scope, receive, send)  # a CORS preflight never carries credentials
+            return
+        key = presented_key(headers, scope.get("query_string", b""))
         if self.keys.allows(key):
             await self.app(scope, receive, send)
             return

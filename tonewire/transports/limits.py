@@ -22,7 +22,9 @@ class RateLimited(ApiError):
 
 
 class Limits:
-    def __init__(self, settings: Settings, *, followers: Callable[[str], int]) -> None:
+    def __init__(self, settings: Settings, *, followers: Callable[[str], int],
+                 on_refused: Callable[[], None] = lambda: None) -> None:
+        self.on_refused = on_refused
         self.job_creation = RateLimiter(settings.rate_limit_per_minute)
         self.session_start = RateLimiter(settings.rate_limit_per_minute)
         self.max_followers = settings.max_subscribers_per_stream
@@ -50,6 +52,7 @@ def _limits(request: Request) -> Limits:
 def _check(limiter: RateLimiter, request: Request) -> None:
     wait = limiter.acquire(client_address(request))
     if wait is not None:
+        _limits(request).on_refused()
         raise RateLimited(wait)
 
 
