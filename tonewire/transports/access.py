@@ -98,15 +98,15 @@ class AccessGate:
             await self.app(scope, receive, send)
             return
         body = json.dumps(error_body(UNAUTHORIZED, _MESSAGE)).encode()
-        headers = [(b"content-type", b"application/json"),
-                   (b"content-length", str(len(body)).encode()),
-                   (b"www-authenticate", b'Bearer realm="tonewire"')]
+        answer = [(b"content-type", b"application/json"),
+                  (b"content-length", str(len(body)).encode()),
+                  (b"www-authenticate", b'Bearer realm="tonewire"')]
         if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 401, "headers": headers})
+            await send({"type": "http.response.start", "status": 401, "headers": answer})
             await send({"type": "http.response.body", "body": body})
         elif "websocket.http.response" in scope.get("extensions", {}):
             await send({"type": "websocket.http.response.start", "status": 401,
-                        "headers": headers})
+                        "headers": answer})
             await send({"type": "websocket.http.response.body", "body": body})
         else:
             await send({"type": "websocket.close", "code": 1008})
