@@ -389,6 +389,14 @@ def test_wav_with_impossible_header(tmp_path: Path, header: dict[str, int]) -> N
     assert error_code(path) == "UNSUPPORTED_FORMAT"
 
 
+def test_wav_with_a_codec_ffmpeg_cannot_decode(tmp_path: Path) -> None:
+    path = tmp_path / "tag.wav"
+    wav = bytearray(wav_bytes(pcm16(S.sine(440.0, 1.0, 22050))))
+    wav[20:22] = struct.pack("<H", 0x7777)  # the format tag: no such codec
+    path.write_bytes(bytes(wav))
+    assert error_code(path) == "UNSUPPORTED_FORMAT"
+
+
 def test_missing_path(tmp_path: Path) -> None:
     assert error_code(tmp_path / "nope.mp3") == "NOT_FOUND"
 

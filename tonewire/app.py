@@ -34,6 +34,7 @@ from tonewire.store.database import Store
 from tonewire.streams.bus import bus_from_url
 from tonewire.streams.log import StreamLog
 from tonewire.transports.access import AccessGate, ApiKeys, presented_key, public_path
+from tonewire.transports.bodylimit import BodyLimit
 from tonewire.transports.errors import install_error_handlers
 from tonewire.transports.headers import SecurityHeaders
 from tonewire.transports.http_jobs import job_resolver
@@ -196,6 +197,8 @@ def create_app(settings: Settings | None = None) -> Any:
     api.include_router(sessions_router)
     api.include_router(ops_router)
     inner = socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
-    app: Any = AccessGate(SecurityHeaders(inner), keys, public=public_path)
+    # Outermost first: every answer gets the security headers, refusals included.
+    app: Any = SecurityHeaders(AccessGate(BodyLimit(inner, max_bytes=settings.max_body_bytes),
+                                          keys, public=public_path))
     app.state = api.state  # tests and tools reach the services through the outer app too
     return app

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
         "per minute (0: no limit)")
     max_active_jobs: int = Field(default=100, ge=1,
                                  description="jobs waiting or running at once")
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024,
+                                description="JSON and form bodies (uploads have their own)")
 
     # Operations
     log_format: Literal["text", "json"] = Field(default="text",

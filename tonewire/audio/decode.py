@@ -111,6 +111,8 @@ class AudioReader:
             raise UnsupportedFormat(f"{self.name} has no audio stream")
         stream = audio[0]
         ctx = stream.codec_context
+        if ctx is None:  # a stream FFmpeg has no decoder for (an unknown WAV format tag)
+            raise UnsupportedFormat(f"{self.name} uses an audio codec we cannot decode")
         rate = int(ctx.sample_rate or 0)
         channels = int(ctx.channels or 0)
         if not _MIN_SOURCE_RATE <= rate <= _MAX_SOURCE_RATE:
