@@ -1,0 +1,221 @@
+"""yt-dlp as a metadata extractor whose every request goes through the address guard.
+
+yt-dlp sends all its HTTP through a ``RequestDirector`` of request handlers. The
+:class:`GuardedYoutubeDL` here builds that director with one handler only,
+:class:`GuardedRH`, which sends through :class:`~tonewire.audio.guarded_http.GuardedHttp`: no
+other handler (urllib, requests, curl_cffi, websockets) and no proxy can be chosen, so a
+request yt-dlp makes while extracting is refused before connecting exactly as ours are. The
+media itself is downloaded by :mod:`tonewire.audio.fetch` with the same client.
+
+Only the YouTube and generic extractors are loaded; formats are limited to plain http(s)
+(no HLS/DASH fragments), best audio first; nothing is post-processed (PyAV decodes).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final
+
+from tonewire.audio.guarded_http import GuardedHttp
+from tonewire.audio.urls import SourceUrl
+from tonewire.errors import (
+    ExtractionError,
+    TonewireError,
+    UrlError,
+    VideoUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+FORMAT: Final = "ba[protocol=https]/ba[protocol=http]/b[protocol=https]/b[protocol=http]"
+_UNAVAILABLE: Final = re.compile(
+    r"unavailable|not available|private video|removed|does not exist|no longer|"
+    r"members[- ]only|sign in|confirm your age|copyright|terminated|HTTP Error [45]\d\d",
+    re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """What the site says about the media, and the one http(s) URL to download."""
+
+    title: str | None
+    duration: float | None
+    thumbnail: str | None
+    media_url: str
+    headers: dict[str, str]
+    ext: str | None
+    filesize: int | None
+    """Declared size in bytes, when the site gives one."""
+    is_live: bool
+
+
+def extract(source: SourceUrl, http: GuardedHttp) -> MediaInfo:
+    """Ask yt-dlp what ``source`` is (no download). Raises :class:`UrlError` subclasses."""
+    from yt_dlp.utils import YoutubeDLError
+
+    ydl = _new_ydl(http)
+    try:
+        info = ydl.extract_info(source.canonical, download=False,
+                                ie_key="Youtube" if source.kind == "youtube" else "Generic")
+    except YoutubeDLError as exc:
+        raise translate(exc) from None
+    finally:
+        ydl.close()
+    if not isinstance(info, dict):
+        raise ExtractionError("yt-dlp returned no information")
+    if info.get("_type") == "playlist":
+        entries = [e for e in info.get("entries") or [] if isinstance(e, dict)]
+        if not entries:
+            raise ExtractionError("the page holds a playlist with no playable entry")
+        info = entries[0]
+    chosen = (info.get("requested_formats") or [info])[0]
+    url = chosen.get("url") or info.get("url")
+    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+        raise ExtractionError("no audio format downloadable over plain http(s) was found")
+    duration = info.get("duration")
+    size = chosen.get("filesize") or chosen.get("filesize_approx")
+    return MediaInfo(
+        title=_text(info.get("title")),
+        duration=float(duration) if isinstance(duration, int | float) and duration > 0 else None,
+        thumbnail=_text(info.get("thumbnail")),
+        media_url=url.split("#", 1)[0],  # yt-dlp may smuggle data in the fragment
+        headers={str(k): str(v) for k, v in (chosen.get("http_headers") or {}).items()},
+        ext=_text(chosen.get("ext")),
+        filesize=int(size) if isinstance(size, int | float) and size > 0 else None,
+        is_live=bool(info.get("is_live")),
+    )
+
+
+def translate(exc: BaseException) -> UrlError | TonewireError:
+    """A yt-dlp failure as our error: a guard refusal or timeout found anywhere in its chain
+    is reported as itself; HTTP errors and network failures are ``VIDEO_UNAVAILABLE``."""
+    from yt_dlp.networking.exceptions import HTTPError, TransportError
+
+    for inner in _chain(exc):
+        if isinstance(inner, TonewireError):
+            return inner
+    for inner in _chain(exc):
+        if isinstance(inner, HTTPError):
+            return VideoUnavailable(f"the site answered HTTP {inner.status}")
+        if isinstance(inner, TransportError | OSError):
+            return VideoUnavailable(f"the site could not be reached: {_clean(str(inner))}")
+    message = _clean(str(exc))
+    if _UNAVAILABLE.search(message):
+        return VideoUnavailable(message)
+    return ExtractionError(message or "yt-dlp could not extract audio from the page")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it wraps: ``__cause__``, ``__context__``, yt-dlp's ``cause``
+    and ``exc_info``."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        nested: list[object] = [current.__cause__, current.__context__,
+                                getattr(current, "cause", None)]
+        info = getattr(current, "exc_info", None)
+        if isinstance(info, tuple) and len(info) > 1:
+            nested.append(info[1])
+        todo.extend(n for n in nested if isinstance(n, BaseException))
+
+
+def _clean(message: str) -> str:
+    message = re.sub(r"\x1b\[[0-9;]*m", "", message)  # yt-dlp colours its messages
+    message = re.sub(r"^ERROR:\s*", "", message)
+    return message.strip()[:500]
+
+
+def _text(value: object) -> str | None:
+    return str(value) if isinstance(value, str) and value else None
+
+
+class _Logger:
+    """yt-dlp's messages go to our log, never to stdout."""
+
+    def debug(self, msg: str) -> None:
+        log.debug("yt-dlp: %s", msg)
+
+    def info(self, msg: str) -> None:
+        log.debug("yt-dlp: %s", msg)
+
+    def warning(self, msg: str) -> None:
+        log.info("yt-dlp: %s", _clean(msg))
+
+    def error(self, msg: str) -> None:
+        log.info("yt-dlp: %s", _clean(msg))
+
+
+def _new_ydl(http: GuardedHttp) -> Any:
+    from yt_dlp import YoutubeDL
+    from yt_dlp.networking.common import RequestHandler, Response
+    from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError
+
+    class GuardedRH(RequestHandler):  # type: ignore[misc]
+        """yt-dlp's only request handler: sends through the guarded client."""
+
+        _SUPPORTED_URL_SCHEMES = ("http", "https")
+        _SUPPORTED_PROXY_SCHEMES = ()  # any proxy makes the request unsupported: fail closed
+        _SUPPORTED_FEATURES = ()
+
+        def __init__(self, *, client: GuardedHttp, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.client = client
+
+        def _check_extensions(self, extensions: dict[str, Any]) -> None:
+            super()._check_extensions(extensions)
+            for known in ("timeout", "cookiejar", "legacy_ssl", "keep_header_casing",
+                          "impersonate"):
+                if known == "impersonate" and extensions.get(known):
+                    continue  # left in place: the request is then unsupported
+                extensions.pop(known, None)
+
+        def _send(self, request: Any) -> Any:
+            try:
+                opened = self.client.open(
+                    request.url, headers=self._get_headers(request), method=request.method,
+                    body=request.data if isinstance(request.data, bytes) else None,
+                    timeout_s=self._calculate_timeout(request),
+                    cookies=self._get_cookiejar(request))
+            except TonewireError as exc:
+                raise RequestError(exc.message, cause=exc) from exc
+            except OSError as exc:
+                raise TransportError(cause=exc) from exc
+            response = Response(fp=opened.response, url=opened.url,
+                                headers=dict(opened.response.getheaders()),
+                                status=opened.response.status,
+                                reason=opened.response.reason)
+            if not 200 <= response.status < 300:
+                raise HTTPError(response)
+            return response
+
+    class GuardedYoutubeDL(YoutubeDL):  # type: ignore[misc]
+        def build_request_director(self, handlers: Any, preferences: Any = None) -> Any:
+            # Whatever handlers yt-dlp registered, ours is the only one used.
+            return super().build_request_director(
+                [functools.partial(GuardedRH, client=http)], preferences)
+
+    params: dict[str, Any] = {
+        "format": FORMAT,
+        "noplaylist": True,
+        "playlist_items": "1",
+        "allowed_extractors": ["youtube", "generic"],
+        "socket_timeout": http.timeout_s,
+        "proxy": "",  # no proxy from the environment either: the guard must see the peer
+        "cachedir": False,
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "simulate": True,
+        "extractor_retries": 0,
+        "logger": _Logger(),
+    }
+    return GuardedYoutubeDL(params)
