@@ -35,6 +35,7 @@ from tonewire.transports.http_jobs import job_resolver
 from tonewire.transports.http_jobs import router as jobs_router
 from tonewire.transports.http_sessions import router as sessions_router
 from tonewire.transports.http_sessions import session_resolver
+from tonewire.transports.http_urls import router as urls_router
 from tonewire.transports.socketio_hub import JOB_TERMINAL, SocketHub
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ def create_app(settings: Settings | None = None) -> Any:
     pool = WorkerPool(settings.workers)
     jobs = JobService(store=store, log=stream_log, pool=pool,
                       options=settings.analysis_options(),
-                      limits=JobLimits(max_duration_s=settings.max_duration_s))
+                      limits=JobLimits(max_duration_s=settings.max_duration_s),
+                      fetch=settings.fetch_settings(), download_dir=settings.upload_dir)
     sio = socketio.AsyncServer(
         async_mode="asgi",
         # None: same origin only; otherwise the explicit list, as for HTTP.
@@ -149,6 +151,7 @@ def create_app(settings: Settings | None = None) -> Any:
                            allow_headers=["*"], allow_credentials=False)
     api.include_router(jobs_router)
     api.include_router(sessions_router)
+    api.include_router(urls_router)
     app = socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
     app.state = api.state  # tests and tools reach the services through the outer app too
     return app

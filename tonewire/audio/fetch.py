@@ -10,11 +10,11 @@ service removes both when it kills a worker mid-download).
 
 from __future__ import annotations
 
-import http.client
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,8 +25,6 @@ from tonewire.audio.ytdlp import MediaInfo, extract
 from tonewire.errors import (
     DownloadTimeout,
     DownloadTooLarge,
-    ExtractionError,
-    TooLong,
     VideoUnavailable,
 )
 
@@ -84,12 +82,7 @@ def fetch(source: SourceUrl, dest: Path, settings: FetchSettings, *,
     guard = guard or AddressGuard(Allowlist.parse(settings.allowlist))
     http = GuardedHttp(guard, timeout_s=settings.socket_timeout_s,
                        deadline=time.monotonic() + settings.timeout_s)
-    info = extract(source, http)
-    if info.is_live:
-        raise ExtractionError("live streams cannot be analysed: they never end")
-    if info.duration is not None and info.duration > settings.max_duration_s:
-        raise TooLong(f"the media lasts {info.duration:.0f} s; "
-                      f"the limit is {settings.max_duration_s:.0f} s")
+    info = extract(source, http, max_duration_s=settings.max_duration_s)
     if info.filesize is not None and info.filesize > settings.max_bytes:
         raise DownloadTooLarge(f"the media is {info.filesize} bytes; "
                                f"the limit is {settings.max_bytes}")
@@ -135,7 +128,7 @@ def _download(http: GuardedHttp, info: MediaInfo, part: Path,
         yield Downloading(done, total)
     except TimeoutError as exc:
         raise DownloadTimeout("the download stalled or ran past the time limit") from exc
-    except (OSError, http.client.HTTPException) as exc:
+    except (OSError, HTTPException) as exc:
         raise VideoUnavailable(f"the download failed: {exc}") from exc
     finally:
         opened.close()

@@ -123,12 +123,12 @@ class GuardedHttp:
             conn.close()
             raise
         if cookies is not None:
-            cookies.extract_cookies(response, request)  # type: ignore[arg-type]
+            cookies.extract_cookies(response, request)
         return Opened(url=url, response=response, connection=conn,
                       sock=getattr(conn, "pinned", None))
 
 
-def _connect(addresses: list[Address], port: int, timeout: float) -> socket.socket:
+def _connect(addresses: list[Address], port: int, timeout: float | None) -> socket.socket:
     """A TCP connection to the first of ``addresses`` that answers (all of them checked)."""
     error: OSError | None = None
     for address in addresses:

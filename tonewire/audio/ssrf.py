@@ -59,24 +59,25 @@ def unwrap(address: Address) -> Address:
 
 def refusal_reason(address: Address) -> str | None:
     """Why the server must not connect to ``address`` by default, or ``None`` if it is public."""
-    inner = unwrap(address)
-    for candidate in {address, inner}:
-        if candidate.is_unspecified:
-            return "unspecified"
-        if candidate.is_loopback:
-            return "loopback"
-        if candidate.is_link_local:
-            return "link-local"
-        if candidate.is_multicast:
-            return "multicast"
-        if candidate.is_private:
-            return "private"
-        if isinstance(candidate, ipaddress.IPv4Address) and candidate in _SHARED:
-            return "shared (carrier-grade NAT)"
-        if candidate.is_reserved:
-            return "reserved"
-        if not candidate.is_global:
-            return "not globally routable"
+    # An address embedding an IPv4 address is judged by that address: that is where a
+    # mapped socket, a NAT64 gateway or a 6to4 relay connects.
+    candidate = unwrap(address)
+    if candidate.is_unspecified:
+        return "unspecified"
+    if candidate.is_loopback:
+        return "loopback"
+    if candidate.is_link_local:
+        return "link-local"
+    if candidate.is_multicast:
+        return "multicast"
+    if candidate.is_private:
+        return "private"
+    if isinstance(candidate, ipaddress.IPv4Address) and candidate in _SHARED:
+        return "shared (carrier-grade NAT)"
+    if candidate.is_reserved:
+        return "reserved"
+    if not candidate.is_global:
+        return "not globally routable"
     return None
 
 

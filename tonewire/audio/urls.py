@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 from tonewire.errors import InvalidUrl
 
 MAX_URL_LENGTH: Final = 2048
+_SCHEMELESS = re.compile(r"^[\w.-]+(:\d+)?(/|$)")
 _VIDEO_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
 _YOUTUBE_HOSTS: Final = frozenset({
     "youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com",
@@ -53,7 +54,7 @@ def parse_source_url(raw: str) -> SourceUrl:
         raise InvalidUrl(f"the URL is longer than {MAX_URL_LENGTH} characters")
     if any(ch.isspace() or not ch.isprintable() for ch in text):
         raise InvalidUrl("the URL contains spaces or control characters")
-    if "://" not in text and not text.startswith("//"):
+    if _SCHEMELESS.match(text):
         text = f"https://{text}"  # "youtu.be/ID" as people paste it
     try:
         parts = urlsplit(text)

@@ -25,6 +25,7 @@ from tonewire.audio.urls import SourceUrl
 from tonewire.errors import (
     ExtractionError,
     TonewireError,
+    TooLong,
     UrlError,
     VideoUnavailable,
 )
@@ -50,17 +51,23 @@ class MediaInfo:
     ext: str | None
     filesize: int | None
     """Declared size in bytes, when the site gives one."""
-    is_live: bool
 
 
-def extract(source: SourceUrl, http: GuardedHttp) -> MediaInfo:
-    """Ask yt-dlp what ``source`` is (no download). Raises :class:`UrlError` subclasses."""
+def extract(source: SourceUrl, http: GuardedHttp, *, max_duration_s: float) -> MediaInfo:
+    """Ask yt-dlp what ``source`` is (no download). Raises :class:`UrlError` subclasses, and
+    :class:`TooLong` as soon as the page declares a duration over ``max_duration_s``.
+
+    Two steps, so that limits are checked on what the page says before yt-dlp resolves the
+    media itself (which, for a page pointing at a file, means requesting that file).
+    """
     from yt_dlp.utils import YoutubeDLError
 
     ydl = _new_ydl(http)
     try:
-        info = ydl.extract_info(source.canonical, download=False,
+        page = ydl.extract_info(source.canonical, download=False, process=False,
                                 ie_key="Youtube" if source.kind == "youtube" else "Generic")
+        _check_declared(page, max_duration_s)
+        info = ydl.process_ie_result(page, download=False)
     except YoutubeDLError as exc:
         raise translate(exc) from None
     finally:
@@ -72,22 +79,37 @@ def extract(source: SourceUrl, http: GuardedHttp) -> MediaInfo:
         if not entries:
             raise ExtractionError("the page holds a playlist with no playable entry")
         info = entries[0]
+    _check_declared(info, max_duration_s)
     chosen = (info.get("requested_formats") or [info])[0]
     url = chosen.get("url") or info.get("url")
     if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
         raise ExtractionError("no audio format downloadable over plain http(s) was found")
-    duration = info.get("duration")
     size = chosen.get("filesize") or chosen.get("filesize_approx")
     return MediaInfo(
         title=_text(info.get("title")),
-        duration=float(duration) if isinstance(duration, int | float) and duration > 0 else None,
+        duration=_duration(info),
         thumbnail=_text(info.get("thumbnail")),
         media_url=url.split("#", 1)[0],  # yt-dlp may smuggle data in the fragment
         headers={str(k): str(v) for k, v in (chosen.get("http_headers") or {}).items()},
         ext=_text(chosen.get("ext")),
         filesize=int(size) if isinstance(size, int | float) and size > 0 else None,
-        is_live=bool(info.get("is_live")),
     )
+
+
+def _duration(info: Any) -> float | None:
+    value = info.get("duration") if isinstance(info, dict) else None
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def _check_declared(info: Any, max_duration_s: float) -> None:
+    """Refuse live streams and media declared longer than the limit, before downloading."""
+    if not isinstance(info, dict):
+        return
+    if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
+        raise ExtractionError("live streams cannot be analysed: they never end")
+    duration = _duration(info)
+    if duration is not None and duration > max_duration_s:
+        raise TooLong(f"the media lasts {duration:.0f} s; the limit is {max_duration_s:.0f} s")
 
 
 def translate(exc: BaseException) -> UrlError | TonewireError:
