@@ -7,6 +7,7 @@ ever refused for their form (see test_url_units.py for their normalisation).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from server import (
     wait_until,
     wait_uploads_empty,
 )
+from test_jobs_persistence import Server
 
 pytestmark = pytest.mark.asyncio
 
@@ -355,3 +357,47 @@ async def test_openapi_documents_both_bodies(client: httpx.AsyncClient) -> None:
     content = spec["paths"]["/api/jobs"]["post"]["requestBody"]["content"]
     assert set(content) == {"multipart/form-data", "application/json"}
     assert "/api/analyze" in spec["paths"]
+
+
+class UrlServer(Server):
+    """The persistence tests' restartable server (same data dir), allowed to fetch locally."""
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "TONEWIRE_URL_ALLOWLIST": "127.0.0.1"}
+
+
+async def test_a_url_job_killed_mid_download_is_fetched_again_after_restart(
+        tmp_path: Path, media: MediaServer, fixtures: Path) -> None:
+    path = "/resume/slow.wav"
+    url = media.add(path, Route(body=wav_bytes(fixtures, 5.0), content_type="audio/wav",
+                                trickle=(8192, 0.05)))
+    first = UrlServer(data_dir=tmp_path / "data", log_path=tmp_path / "first.log")
+    await asyncio.to_thread(first.start)
+    second = UrlServer(data_dir=tmp_path / "data", log_path=tmp_path / "second.log")
+    try:
+        async with httpx.AsyncClient(base_url=first.url, timeout=30) as c:
+            r = await post_url(c, url)
+            assert r.status_code == 202, r.text
+            job_id = r.json()["job_id"]
+
+        def partly_downloaded() -> bool:
+            parts = list(first.uploads.glob(f"{job_id}*.part"))
+            return bool(parts) and parts[0].stat().st_size > 0
+
+        await wait_until(partly_downloaded, timeout=30, what="a partial download")
+        await asyncio.to_thread(first.kill9)
+        await asyncio.to_thread(second.start)
+        async with httpx.AsyncClient(base_url=second.url, timeout=30) as c:
+            job = await wait_for_status(c, job_id, timeout=60)
+            assert job["status"] == "complete", job
+            async with sio_client(second.url) as sio:
+                await sio.subscribe(job_id, since=0)
+                events = await sio.until_terminal(job_id)
+        analysis = check_stream(events, job_id)  # one gap-free stream across both runs
+        assert analysis["video"]["duration"] == pytest.approx(5.0, abs=0.1)
+        assert [h.finished for h in media.requested(path)][-1] is True
+        assert list(second.uploads.iterdir()) == []
+    finally:
+        for srv in (first, second):
+            if srv.running():
+                await asyncio.to_thread(srv.kill9)
