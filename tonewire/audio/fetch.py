@@ -105,7 +105,8 @@ def _download(http: GuardedHttp, info: MediaInfo, part: Path,
         total = _content_length(opened)
         if total is not None and total > max_bytes:
             raise DownloadTooLarge(f"the media is {total} bytes; the limit is {max_bytes}")
-        step = max(_MIN_PROGRESS_BYTES, (total or 0) // _PROGRESS_STEPS)
+        # About 50 reports per download (of the limit when the size is unknown).
+        step = max(_MIN_PROGRESS_BYTES, (total or max_bytes) // _PROGRESS_STEPS)
         done, reported = 0, 0
         yield Downloading(0, total)
         with part.open("wb") as out:

@@ -194,11 +194,10 @@ def _new_ydl(http: GuardedHttp) -> Any:
 
         def _check_extensions(self, extensions: dict[str, Any]) -> None:
             super()._check_extensions(extensions)
-            for known in ("timeout", "cookiejar", "legacy_ssl", "keep_header_casing",
-                          "impersonate"):
-                if known == "impersonate" and extensions.get(known):
-                    continue  # left in place: the request is then unsupported
-                extensions.pop(known, None)
+            for handled in ("timeout", "cookiejar", "legacy_ssl", "keep_header_casing"):
+                extensions.pop(handled, None)
+            if not extensions.get("impersonate"):  # asking to impersonate stays unsupported
+                extensions.pop("impersonate", None)
 
         def _send(self, request: Any) -> Any:
             try:
