@@ -377,3 +377,28 @@ def free_loopback_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_pages_yt_dlp_reads_are_bounded_in_time_and_size(media: MediaServer,
+                                                         tmp_path: Path) -> None:
+    html = b"<html><head><title>t</title></head><body>" + b"x" * 300_000 + b"</body></html>"
+    slow = media.add("/slow.html", Route(body=html, content_type="text/html",
+                                         trickle=(2000, 0.2)))
+    huge = media.add("/huge.html", Route(body=html, content_type="text/html"))
+    with pytest.raises(DownloadTimeout):
+        list(fetch(parse_source_url(slow), tmp_path / "x",
+                   settings(timeout_s=1.5, socket_timeout_s=1.0)))
+    with pytest.raises(DownloadTooLarge):
+        list(fetch(parse_source_url(huge), tmp_path / "x", settings(max_bytes=100_000)))
+
+
+def test_yt_dlp_sends_only_through_the_guarded_handler() -> None:
+    """If a yt-dlp release stops building its requests this way, this fails loudly."""
+    from tonewire.audio.ytdlp import _new_ydl
+
+    ydl = _new_ydl(GuardedHttp(LOOPBACK, timeout_s=5), 1000)
+    try:
+        assert list(ydl._request_director.handlers) == ["Guarded"]
+        assert ydl.proxies == {"all": "__noproxy__"}
+    finally:
+        ydl.close()

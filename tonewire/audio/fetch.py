@@ -82,7 +82,8 @@ def fetch(source: SourceUrl, dest: Path, settings: FetchSettings, *,
     guard = guard or AddressGuard(Allowlist.parse(settings.allowlist))
     http = GuardedHttp(guard, timeout_s=settings.socket_timeout_s,
                        deadline=time.monotonic() + settings.timeout_s)
-    info = extract(source, http, max_duration_s=settings.max_duration_s)
+    info = extract(source, http, max_duration_s=settings.max_duration_s,
+                   max_bytes=settings.max_bytes)
     if info.filesize is not None and info.filesize > settings.max_bytes:
         raise DownloadTooLarge(f"the media is {info.filesize} bytes; "
                                f"the limit is {settings.max_bytes}")
@@ -132,7 +133,7 @@ def _download(http: GuardedHttp, info: MediaInfo, part: Path,
     except (OSError, HTTPException) as exc:
         raise VideoUnavailable(f"the download failed: {exc}") from exc
     finally:
-        opened.close()
+        http.close_all()
 
 
 def _content_length(opened: Opened) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import http.cookiejar
+import io
 import socket
 import ssl
 import time
@@ -20,11 +21,12 @@ from typing import Final
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from tonewire.audio.ssrf import Address, AddressGuard
-from tonewire.errors import DownloadTimeout, InvalidUrl, VideoUnavailable
+from tonewire.errors import DownloadTimeout, DownloadTooLarge, InvalidUrl, VideoUnavailable
 
 MAX_REDIRECTS: Final = 10
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_CHUNK: Final = 64 * 1024
 
 
 @dataclass
@@ -49,6 +51,50 @@ class Opened:
         self.connection.close()
 
 
+class BoundedBody(io.RawIOBase):
+    """A response body as a file that never reads past the client's deadline nor past
+    ``max_bytes`` (what yt-dlp reads pages through: a page that trickles or never ends
+    cannot hold a worker or fill its memory)."""
+
+    def __init__(self, opened: Opened, client: GuardedHttp, max_bytes: int) -> None:
+        super().__init__()
+        self.opened = opened
+        self.client = client
+        self.max_bytes = max_bytes
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        want = None if size is None or size < 0 else size
+        parts: list[bytes] = []
+        got = 0
+        while want is None or got < want:
+            try:
+                chunk = self.opened.read(_CHUNK if want is None else min(_CHUNK, want - got),
+                                         self.client.remaining())
+            except TimeoutError:
+                raise DownloadTimeout("the site stopped sending in time") from None
+            if not chunk:
+                break
+            self.count += len(chunk)
+            if self.count > self.max_bytes:
+                raise DownloadTooLarge(f"a response is larger than the {self.max_bytes} "
+                                       "byte limit")
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.opened.close()
+        super().close()
+
+
 class GuardedHttp:
     """``open(url)``: a GET (or other method) following redirects, each hop guarded.
 
@@ -61,7 +107,14 @@ class GuardedHttp:
         self.guard = guard
         self.timeout_s = timeout_s
         self.deadline = deadline
+        self._opened: list[Opened] = []
         self.ssl_context = ssl_context or ssl.create_default_context()
+
+    def close_all(self) -> None:
+        """Close every response opened so far (yt-dlp leaves some unread and open)."""
+        for opened in self._opened:
+            opened.close()
+        self._opened.clear()
 
     def remaining(self, timeout_s: float | None = None) -> float:
         """The time one socket operation may take now; raises once the deadline passed."""
@@ -87,6 +140,7 @@ class GuardedHttp:
             status = opened.response.status
             location = opened.response.getheader("Location")
             if status not in _REDIRECTS or not location:
+                self._opened.append(opened)
                 return opened
             opened.close()
             url = urljoin(url, location)

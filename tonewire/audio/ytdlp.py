@@ -20,9 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from tonewire.audio.guarded_http import GuardedHttp
+from tonewire.audio.guarded_http import BoundedBody, GuardedHttp
 from tonewire.audio.urls import SourceUrl
 from tonewire.errors import (
+    DownloadTimeout,
     ExtractionError,
     TonewireError,
     TooLong,
@@ -53,16 +54,18 @@ class MediaInfo:
     """Declared size in bytes, when the site gives one."""
 
 
-def extract(source: SourceUrl, http: GuardedHttp, *, max_duration_s: float) -> MediaInfo:
+def extract(source: SourceUrl, http: GuardedHttp, *, max_duration_s: float,
+            max_bytes: int) -> MediaInfo:
     """Ask yt-dlp what ``source`` is (no download). Raises :class:`UrlError` subclasses, and
-    :class:`TooLong` as soon as the page declares a duration over ``max_duration_s``.
+    :class:`TooLong` as soon as the page declares a duration over ``max_duration_s``; no
+    response yt-dlp reads may exceed ``max_bytes``.
 
     Two steps, so that limits are checked on what the page says before yt-dlp resolves the
     media itself (which, for a page pointing at a file, means requesting that file).
     """
     from yt_dlp.utils import YoutubeDLError
 
-    ydl = _new_ydl(http)
+    ydl = _new_ydl(http, max_bytes)
     try:
         page = ydl.extract_info(source.canonical, download=False, process=False,
                                 ie_key="Youtube" if source.kind == "youtube" else "Generic")
@@ -72,6 +75,7 @@ def extract(source: SourceUrl, http: GuardedHttp, *, max_duration_s: float) -> M
         raise translate(exc) from None
     finally:
         ydl.close()
+        http.close_all()
     if not isinstance(info, dict):
         raise ExtractionError("yt-dlp returned no information")
     if info.get("_type") == "playlist":
@@ -121,6 +125,8 @@ def translate(exc: BaseException) -> UrlError | TonewireError:
         if isinstance(inner, TonewireError):
             return inner
     for inner in _chain(exc):
+        if isinstance(inner, TimeoutError):
+            return DownloadTimeout("the site did not answer in time")
         if isinstance(inner, HTTPError):
             return VideoUnavailable(f"the site answered HTTP {inner.status}")
         if isinstance(inner, TransportError | OSError):
@@ -176,7 +182,7 @@ class _Logger:
         log.info("yt-dlp: %s", _clean(msg))
 
 
-def _new_ydl(http: GuardedHttp) -> Any:
+def _new_ydl(http: GuardedHttp, max_bytes: int) -> Any:
     from yt_dlp import YoutubeDL
     from yt_dlp.networking.common import RequestHandler, Response
     from yt_dlp.networking.exceptions import HTTPError, RequestError, TransportError
@@ -188,9 +194,10 @@ def _new_ydl(http: GuardedHttp) -> Any:
         _SUPPORTED_PROXY_SCHEMES = ()  # any proxy makes the request unsupported: fail closed
         _SUPPORTED_FEATURES = ()
 
-        def __init__(self, *, client: GuardedHttp, **kwargs: Any) -> None:
+        def __init__(self, *, client: GuardedHttp, max_bytes: int, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.client = client
+            self.max_bytes = max_bytes
 
         def _check_extensions(self, extensions: dict[str, Any]) -> None:
             super()._check_extensions(extensions)
@@ -210,7 +217,8 @@ def _new_ydl(http: GuardedHttp) -> Any:
                 raise RequestError(exc.message, cause=exc) from exc
             except OSError as exc:
                 raise TransportError(cause=exc) from exc
-            response = Response(fp=opened.response, url=opened.url,
+            response = Response(fp=BoundedBody(opened, self.client, self.max_bytes),
+                                url=opened.url,
                                 headers=dict(opened.response.getheaders()),
                                 status=opened.response.status,
                                 reason=opened.response.reason)
@@ -222,7 +230,8 @@ def _new_ydl(http: GuardedHttp) -> Any:
         def build_request_director(self, handlers: Any, preferences: Any = None) -> Any:
             # Whatever handlers yt-dlp registered, ours is the only one used.
             return super().build_request_director(
-                [functools.partial(GuardedRH, client=http)], preferences)
+                [functools.partial(GuardedRH, client=http, max_bytes=max_bytes)],
+                preferences)
 
     params: dict[str, Any] = {
         "format": FORMAT,
