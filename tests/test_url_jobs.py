@@ -352,6 +352,17 @@ async def test_default_allowlist_refuses_loopback(tmp_path: Path, media: MediaSe
     assert media.requested("/default/a.wav") == []
 
 
+async def test_url_jobs_can_be_switched_off(tmp_path: Path, media: MediaServer) -> None:
+    url = media.add("/off/a.wav", Route(body=b"RIFF", content_type="audio/wav"))
+    with start_server(tmp_path, workers=1, url_jobs="false", url_allowlist="127.0.0.1") as s:
+        async with httpx.AsyncClient(base_url=s.url, timeout=30) as c:
+            for route, body in (("/api/jobs", {"url": url}),
+                                ("/api/analyze", {"youtube_url": url})):
+                r = await c.post(route, json=body)
+                assert (r.status_code, r.json()["code"]) == (403, "URL_JOBS_DISABLED")
+    assert media.requested("/off/a.wav") == []
+
+
 async def test_openapi_documents_both_bodies(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     content = spec["paths"]["/api/jobs"]["post"]["requestBody"]["content"]

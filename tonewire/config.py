@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
 
     # URL ingestion
+    url_jobs: bool = Field(default=True,
+                           description="accept URL jobs; false: the server never fetches URLs")
     url_allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="comma-separated hosts, addresses or CIDR ranges fetched although not public")

@@ -95,10 +95,14 @@ async def check_host(source: SourceUrl, allowlist: list[str]) -> None:
 async def create_url_job(request: Request, raw_url: str,
                          video_id: str | None = None) -> tuple[dict[str, Any], bool, SourceUrl]:
     """Validate, check the host and create (or find the cached) job for ``raw_url``."""
+    settings = request.app.state.settings
+    if not settings.url_jobs:
+        raise ApiError(403, "URL_JOBS_DISABLED", "this server does not fetch URLs "
+                       "(TONEWIRE_URL_JOBS=false): upload the file instead")
     source = parse_source_url(raw_url)
     if video_id is not None and source.kind == "youtube" and video_id != source.video_id:
         raise InvalidUrl(f"video_id {video_id!r} does not match the URL's {source.video_id!r}")
-    await check_host(source, request.app.state.settings.url_allowlist)
+    await check_host(source, settings.url_allowlist)
     service: JobService = request.app.state.services.jobs
     row, created = await service.create_from_url(source)
     return row, created, source
