@@ -353,8 +353,9 @@ async def test_no_child_process_outlives_a_killed_server(tmp_path: Path) -> None
 
 
 async def test_wrong_content_type_is_415(server: RunningServer, http: httpx.AsyncClient) -> None:
-    assert_error(await http.post("/api/jobs", json={"file": "song.mp3"}), 415,
-                 "UNSUPPORTED_MEDIA_TYPE")
+    # JSON is the URL form ({"url": ...}, issue 6): without a url it is a bad request.
+    assert_error(await http.post("/api/jobs", json={"file": "song.mp3"}), 422,
+                 "INVALID_REQUEST")
     assert_error(await http.post("/api/jobs"), 415, "UNSUPPORTED_MEDIA_TYPE")
     assert_error(await http.post("/api/jobs", content=b"RIFF....",
                                  headers={"content-type": "audio/wav"}), 415,

@@ -42,6 +42,7 @@ from tonewire.transports.http_jobs import router as jobs_router
 from tonewire.transports.http_ops import router as ops_router
 from tonewire.transports.http_sessions import router as sessions_router
 from tonewire.transports.http_sessions import session_resolver
+from tonewire.transports.http_urls import router as urls_router
 from tonewire.transports.limits import Limits
 from tonewire.transports.socketio_hub import JOB_TERMINAL, SocketHub
 
@@ -103,7 +104,8 @@ def create_app(settings: Settings | None = None) -> Any:
                       options=settings.analysis_options(),
                       limits=JobLimits(max_duration_s=settings.max_duration_s,
                                        max_active=settings.max_active_jobs),
-                      metrics=metrics)
+                      metrics=metrics, fetch=settings.fetch_settings(),
+                      download_dir=settings.upload_dir)
     keys = ApiKeys(settings.api_keys)
     sio = socketio.AsyncServer(
         async_mode="asgi",
@@ -195,6 +197,7 @@ def create_app(settings: Settings | None = None) -> Any:
                            allow_headers=["*"], allow_credentials=False)
     api.include_router(jobs_router)
     api.include_router(sessions_router)
+    api.include_router(urls_router)
     api.include_router(ops_router)
     inner = socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
     # Outermost first: every answer gets the security headers, refusals included.

@@ -10,6 +10,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tonewire.analysis.options import AnalysisOptions
+from tonewire.audio.fetch import FetchSettings
+from tonewire.audio.ssrf import Allowlist
 
 
 def _default_workers() -> int:
@@ -36,6 +38,19 @@ class Settings(BaseSettings):
     workers: int = Field(default_factory=_default_workers, ge=1, le=64,
                          description="analysis worker processes")
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+
+    # URL ingestion
+    url_jobs: bool = Field(default=True,
+                           description="accept URL jobs; false: the server never fetches URLs")
+    url_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated hosts, addresses or CIDR ranges fetched although not public")
+    max_download_bytes: int = Field(default=512 * 1024 * 1024, ge=1024,
+                                    description="largest media a URL job downloads")
+    download_timeout_s: float = Field(default=600.0, gt=0,
+                                      description="a URL job's whole fetch: metadata and media")
+    download_socket_timeout_s: float = Field(default=20.0, gt=0,
+                                             description="one connect or read while fetching")
 
     # Live sessions
     session_idle_ttl_s: float = Field(default=90.0, gt=0,
@@ -73,7 +88,7 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(default="text",
                                                 description="json: one object per line")
 
-    @field_validator("cors_origins", "api_keys", mode="before")
+    @field_validator("cors_origins", "api_keys", "url_allowlist", mode="before")
     @classmethod
     def _split_list(cls, v: object) -> object:
         if isinstance(v, str):
@@ -87,6 +102,12 @@ class Settings(BaseSettings):
             raise ValueError("API keys must be at least 16 characters")
         return v
 
+    @field_validator("url_allowlist")
+    @classmethod
+    def _check_allowlist(cls, v: list[str]) -> list[str]:
+        Allowlist.parse(v)  # a typo fails at start, not silently at the first fetch
+        return v
+
     def analysis_options(self) -> AnalysisOptions:
         return AnalysisOptions(
             sample_rate=self.sample_rate,
@@ -94,6 +115,13 @@ class Settings(BaseSettings):
             silence_dbfs=self.silence_dbfs,
             min_confidence=self.min_confidence,
         )
+
+    def fetch_settings(self) -> FetchSettings:
+        return FetchSettings(max_bytes=self.max_download_bytes,
+                             timeout_s=self.download_timeout_s,
+                             socket_timeout_s=self.download_socket_timeout_s,
+                             max_duration_s=self.max_duration_s,
+                             allowlist=tuple(self.url_allowlist))
 
     def resolved_database_url(self) -> str:
         if self.database_url:

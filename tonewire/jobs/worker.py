@@ -5,7 +5,10 @@ event loop never touches DSP or per-segment encoding. The pipe gives natural bac
 
 Messages: ``("started", info)``, ``("progress", fraction | None, seconds)``,
 ``("segment", index, segment_json)``, ``("finished", summary_json)``,
-``("error", code, message)``, then always ``("done",)``.
+``("error", code, message)``, then always ``("done",)``. A task with a ``url`` is fetched to
+its ``path`` first: ``("fetching",)``, ``("source", metadata)``, ``("download", bytes,
+total | None)``. Fetching here, not in the server, keeps its blocking I/O off the event loop,
+and cancelling the job stops it by killing the process like any analysis.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ def run_task(conn: Connection, task: dict[str, Any]) -> None:
 
     try:
         options = AnalysisOptions(**task["options"])
+        if task.get("url"):
+            _fetch(conn, task)
         for ev in analyze_file(task["path"], options, max_duration_s=task["max_duration_s"],
                                name=task.get("name")):
             if isinstance(ev, Segment):
@@ -53,6 +58,26 @@ def run_task(conn: Connection, task: dict[str, Any]) -> None:
         log.exception("analysis failed")
         conn.send(("error", "INTERNAL_ERROR", f"analysis failed: {type(exc).__name__}"))
     conn.send(("done",))
+
+
+def _fetch(conn: Connection, task: dict[str, Any]) -> None:
+    """Download a URL task's media to its ``path``, reporting as it goes."""
+    from pathlib import Path
+
+    from tonewire.audio.fetch import FetchSettings, Resolved, fetch
+    from tonewire.audio.urls import parse_source_url
+
+    conn.send(("fetching",))
+    settings = FetchSettings.from_dict(task["fetch"])
+    for ev in fetch(parse_source_url(task["url"]), Path(task["path"]), settings):
+        if isinstance(ev, Resolved):
+            info = ev.info
+            conn.send(("source", {"title": info.title, "duration": info.duration,
+                                  "thumbnail": info.thumbnail, "ext": info.ext}))
+            if info.title:
+                task["name"] = info.title  # what decode errors call it
+        else:
+            conn.send(("download", ev.done, ev.total))
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -23,6 +23,8 @@ STATUS_OF_CODE: Final[dict[str, int]] = {
     "DECODE_ERROR": 422,
     "EMPTY_AUDIO": 422,
     "TOO_LONG": 422,
+    "INVALID_URL": 422,
+    "URL_NOT_ALLOWED": 403,
 }
 
 

@@ -6,12 +6,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from tonewire.jobs.model import TERMINAL, JobStatus, job_view
 from tonewire.jobs.service import JobService
 from tonewire.streams.event import job_stream
 from tonewire.transports.errors import ApiError
+from tonewire.transports.http_urls import (
+    UrlJob,
+    UrlJobCreated,
+    create_url_job,
+    is_json,
+    read_json,
+)
 from tonewire.transports.limits import limit_job_creation
 from tonewire.transports.socketio_hub import JOB_TERMINAL
 from tonewire.transports.sse import event_stream, parse_last_event_id
@@ -69,20 +76,35 @@ def _created(request: Request, row: dict[str, Any], *, cached: bool) -> JobCreat
                       cached=cached)
 
 
-@router.post("/api/jobs", status_code=202, response_model=JobCreated,
+@router.post("/api/jobs", status_code=202, response_model=UrlJobCreated | JobCreated,
              dependencies=[Depends(limit_job_creation)],
              responses={200: {"model": JobCreated, "description": "cached complete job"},
+                        403: {"description": "URL_NOT_ALLOWED"},
                         413: {"description": "UPLOAD_TOO_LARGE"},
                         415: {"description": "UNSUPPORTED_MEDIA_TYPE"},
+                        422: {"description": "INVALID_URL"},
                         429: {"description": "RATE_LIMITED (with Retry-After)"},
                         503: {"description": "JOB_LIMIT"}},
              openapi_extra={"requestBody": {"required": True, "content": {
                  "multipart/form-data": {"schema": {
                      "type": "object", "required": ["file"],
-                     "properties": {"file": {"type": "string", "format": "binary"}}}}}}})
-async def create_job(request: Request, response: Response) -> JobCreated:
-    """Upload an audio file (multipart field ``file``) to analyse; 202 with the job."""
+                     "properties": {"file": {"type": "string", "format": "binary"}}}},
+                 "application/json": {"schema": UrlJob.model_json_schema()}}}})
+async def create_job(request: Request, response: Response) -> UrlJobCreated | JobCreated:
+    """Upload an audio file (multipart field ``file``), or send ``{"url": ...}`` as JSON to
+    fetch one (YouTube or a direct media link); 202 with the job."""
     settings = request.app.state.settings
+    if is_json(request.headers.get("content-type")):
+        try:
+            url = UrlJob.model_validate(await read_json(request)).url
+        except ValidationError as exc:
+            raise ApiError(422, "INVALID_REQUEST", "send {\"url\": \"https://...\"}: "
+                           f"{exc.errors()[0].get('msg', 'invalid body')}") from None
+        row, created, source = await create_url_job(request, url)
+        if not created:
+            response.status_code = 200
+        job = _created(request, row, cached=not created)
+        return UrlJobCreated(**job.model_dump(), video_id=source.video_id)
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > settings.max_upload_bytes + 64 * 1024:
         raise ApiError(413, "UPLOAD_TOO_LARGE",
