@@ -100,10 +100,11 @@ class Server:
                    PYTHONUNBUFFERED="1")
         return env
 
-    def start(self) -> Server:
+    def start(self, port: int = 0) -> Server:
+        """Start on ``port`` (a restart on the port clients know), or on a free one."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        for _attempt in range(3):  # a free port can be taken between probe and bind
-            self.port = free_port()
+        for attempt in range(3):  # a free port can be taken between probe and bind
+            self.port = port if port and attempt == 0 else free_port()
             with self.log_path.open("ab") as log:
                 log.write(f"\n=== start on port {self.port} ===\n".encode())
                 log.flush()
@@ -189,11 +190,11 @@ def servers(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """``make(workers=1)``: a started server on ``tmp_path/data``; all are killed at the end."""
     made: list[Server] = []
 
-    def make(workers: int = 1) -> Server:
+    def make(workers: int = 1, port: int = 0) -> Server:
         srv = Server(data_dir=tmp_path / "data", workers=workers,
                      log_path=tmp_path / f"server-{len(made)}.log")
         made.append(srv)
-        return srv.start()
+        return srv.start(port)
 
     yield make
     for srv in made:
@@ -668,3 +669,52 @@ def test_sigterm_tells_every_follower_and_running_work_resumes_after_restart(
     assert state["state"] == "active", state
     assert state["samples"] == 1600, state
     second.terminate()
+
+
+def test_the_stream_client_rides_through_a_server_restart(
+        servers: Callable[..., Server], tmp_path: Path) -> None:
+    """``tonewire stream`` keeps going when the server restarts under it: the audio socket
+    and the event stream reconnect, and the session ends with every sample counted once."""
+    seconds = 8.0
+    wav = _voice_wav(tmp_path / "voice.wav", seconds)
+    first = servers()
+    client = subprocess.Popen(
+        [sys.executable, "-m", "tonewire.cli", "stream", str(wav), "--server", first.url,
+         "--speed", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=first.env())
+    try:
+        assert client.stdout is not None
+        header = client.stdout.readline()
+        assert header.startswith("session "), header
+        sid = header.split()[1]
+
+        def samples() -> int:
+            r = httpx.get(f"{first.url}/session/{sid}", timeout=10)
+            return int(r.json()["samples"])
+        wait_for(lambda: samples() >= 16000 * 2, timeout=60, what="two seconds streamed")
+        first.terminate()
+        assert client.poll() is None, "the client finished before the restart"
+        second = servers(port=first.port)
+        out, _ = client.communicate(timeout=120)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert client.returncode == 0, header + out
+    state = httpx.get(f"{second.url}/session/{sid}", timeout=10).json()
+    assert state["state"] == "ended", state
+    assert state["samples"] == round(seconds * 16000), state  # each sample counted once
+    history = httpx.get(f"{second.url}/session/{sid}/history", timeout=10).json()["events"]
+    seqs = [e["seq"] for e in history]
+    assert seqs == sorted(set(seqs)), "an event was stored twice"
+    assert "end" in out.splitlines()[-1], out
+    second.terminate()
+
+
+def _voice_wav(path: Path, seconds: float) -> Path:
+    """A voiced, syllabic 150 Hz buzz at 16 kHz."""
+    import numpy as np
+
+    t = np.arange(int(seconds * 16000)) / 16000
+    buzz = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 8))
+    voice = 0.25 * buzz * (0.6 + 0.4 * np.sin(2 * np.pi * 4.5 * t))
+    return S.write_audio(path, voice.astype(np.float32), 16000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -133,7 +134,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         options["elcor"] = True
     try:
         asyncio.run(stream_file(Path(args.path), server=args.server, speed=args.speed,
-                                options=options))
+                                options=options, api_key=args.api_key))
     except OSError as exc:
         raise TonewireError(f"cannot reach {args.server}: {exc}", code="UNREACHABLE") from None
     return 0
@@ -160,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--speed", type=float, default=1.0,
                     help="1 = real time, 2 = twice as fast, 0 = as fast as acknowledged")
     st.add_argument("--elcor", action="store_true", help="subtext as a tone prefix")
+    # A client's own option (not a server setting), so it is read here, like an argument.
+    st.add_argument("--api-key", default=os.environ.get("TONEWIRE_API_KEY"),
+                    help="the server's API key (default: env TONEWIRE_API_KEY)")
     st.set_defaults(func=_cmd_stream)
     return parser
 
