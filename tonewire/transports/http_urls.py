@@ -48,13 +48,7 @@ class UrlJobCreated(BaseModel):
     cached: bool = False
 
 
-class AnalyzeCreated(BaseModel):
-    job_id: str
-    video_id: str
-    status: str
-    websocket_url: str
-    events_url: str
-    cached: bool = False
+AnalyzeCreated = UrlJobCreated  # the original route answers the same shape
 
 
 def is_json(content_type: str | None) -> bool:
