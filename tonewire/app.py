@@ -36,6 +36,7 @@ from tonewire.transports.http_jobs import router as jobs_router
 from tonewire.transports.http_sessions import router as sessions_router
 from tonewire.transports.http_sessions import session_resolver
 from tonewire.transports.socketio_hub import JOB_TERMINAL, SocketHub
+from tonewire.web import mount_web
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ def create_app(settings: Settings | None = None) -> Any:
                            allow_headers=["*"], allow_credentials=False)
     api.include_router(jobs_router)
     api.include_router(sessions_router)
+    mount_web(api)  # the page at / and /static/: after the API, shadowing none of it
     app = socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
     app.state = api.state  # tests and tools reach the services through the outer app too
     return app
