@@ -40,7 +40,12 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
+                 "--disable-quic",
+                 # The test serves "/" through page.route to add the CSP header; a document
+                 # fulfilled that way has no address space, so Chromium's Local Network Access
+                 # checks would treat it as public and block its socket to 127.0.0.1 (a page
+                 # really loaded from 127.0.0.1 is loopback to loopback and allowed).
+                 "--disable-features=LocalNetworkAccessChecks"]
 CSP = "default-src 'self'"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -371,8 +376,8 @@ def set_visibility(page: Page, state: str) -> None:
 def start_listening(browser: Browser, min_readings: int) -> tuple[Page, str]:
     page = browser.goto("#live")
     page.get_by_role("button", name="Start listening").click()
-    page.wait_for_selector("body[data-live-state='live']", timeout=WAIT_MS)
-    page.wait_for_function(f"document.querySelectorAll('#live-timeline li').length >= {min_readings}",
+    page.wait_for_selector("body[data-live-state='live']", state="attached", timeout=WAIT_MS)
+    page.wait_for_function(f"() => document.querySelectorAll('#live-timeline li').length >= {min_readings}",
                            timeout=WAIT_MS * 2)
     sid: str = page.evaluate("document.body.dataset.sessionId")
     return page, sid
@@ -398,7 +403,7 @@ def test_live_fake_microphone_shows_tone_readings(
     assert page.get_attribute("#live-now", "data-affect") in ("low", "neutral", "high")
     assert (page.text_content("#live-subtext") or "").strip()
     # meters: the input level from the worklet, the pitch from the readings
-    assert page.eval_on_selector("#live-level", "m => m.value") > -70
+    page.wait_for_function("() => document.getElementById('live-level').value > -70")
     assert re.fullmatch(r"\d+ Hz", page.text_content("#live-pitch-text") or "")
     assert page.locator("#live-announce").text_content()  # a tone was announced
     # every reading the server has so far is on screen, newest first
@@ -418,7 +423,7 @@ def test_live_fake_microphone_shows_tone_readings(
     assert not any(s.startswith("[") for s in page.locator("#live-timeline .sub").all_text_contents())
 
     # speech activity was seen at some point
-    page.wait_for_function("document.getElementById('live-speech').dataset.speech === 'true'",
+    page.wait_for_function("() => document.getElementById('live-speech').dataset.speech === 'true'",
                            timeout=WAIT_MS)
 
     page.get_by_role("button", name="End session").click()
@@ -448,7 +453,7 @@ def test_hidden_page_resumes_without_losing_events_then_times_out(
     wait_for(lambda: session(live_server, sid)["subscribers"] == 1, what="the stream to reopen")
     history = history_seqs(live_server, sid)
     page.wait_for_function(
-        f"Math.max(...[...document.querySelectorAll('#live-timeline li')]"
+        f"() => Math.max(...[...document.querySelectorAll('#live-timeline li')]"
         f".map(li => Number(li.dataset.seq))) >= {max(history)}", timeout=WAIT_MS)
     on_screen = screen_seqs(page)
     upto = [s for s in history_seqs(live_server, sid) if s <= max(on_screen)]
