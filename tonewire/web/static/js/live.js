@@ -151,21 +151,15 @@ export class LiveView {
     }
   }
 
+  /** Whether the session is still active; finishes the view when it is not. */
   async checkAlive() {
-    try {
-      const session = await getJson(`/session/${encodeURIComponent(this.sessionId)}`);
-      if (session.state === "ended") {
-        this.finish({ reason: session.end_reason || "ended" });
-        return false;
-      }
-      return true;
-    } catch (err) {
-      if (err.code === "SESSION_NOT_FOUND") {
-        this.finish({ reason: "idle" });
-        return false;
-      }
-      throw err;
+    const session = await this.fetchSession();
+    if (!session) return false;
+    if (session.state === "ended") {
+      this.finish({ reason: session.end_reason || "ended" });
+      return false;
     }
+    return true;
   }
 
   async onVisibility() {
@@ -177,12 +171,26 @@ export class LiveView {
       return;
     }
     try {
-      if (!(await this.checkAlive())) return;
+      const session = await this.fetchSession();
+      if (!session) return;
+      // Reopen from the last seq seen: it replays what happened while hidden. If the reaper
+      // ended the session meanwhile, the replay ends with its session-end, which says so.
       this.stream.open();
-      if (this.state === "live") await this.wake.hold();
+      if (session.state === "active" && this.state === "live") await this.wake.hold();
     } catch (err) {
       showNotice(byId("live-notice"), friendly(err));
       this.stream.open(); // a network blip: let EventSource keep trying
+    }
+  }
+
+  /** GET /session/{id}; null (and finished) when the server no longer knows it. */
+  async fetchSession() {
+    try {
+      return await getJson(`/session/${encodeURIComponent(this.sessionId)}`);
+    } catch (err) {
+      if (err.code !== "SESSION_NOT_FOUND") throw err;
+      this.finish({ reason: "idle" });
+      return null;
     }
   }
 
@@ -202,8 +210,11 @@ export class LiveView {
     if (s === "reconnecting" && this.state === "live") setText("live-status", "Reconnecting…");
     if (s === "open" && this.state === "live") setText("live-status", "Listening.");
     if (s === "closed" && this.sessionId && this.state !== "ended") {
-      // 204 (ended and fully seen) or the session is gone: ask what happened.
-      this.checkAlive().catch(() => {});
+      // 204 (ended and fully seen) or an error status: ask what happened. Still active (a
+      // proxy dropped us, say): try again shortly, from the last seq.
+      this.checkAlive()
+        .then((alive) => alive && setTimeout(() => this.state !== "ended" && this.stream.open(), 2000))
+        .catch(() => setTimeout(() => this.state !== "ended" && this.stream.open(), 2000));
     }
   }
 
