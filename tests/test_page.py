@@ -399,7 +399,7 @@ def test_live_fake_microphone_shows_tone_readings(
 
     # the current tone, with its confidence and the words that it is an estimate
     assert page.text_content("#live-label") in TONE_WORDS
-    assert re.fullmatch(r"\d+% clear · estimated", page.text_content("#live-confidence") or "")
+    assert re.fullmatch(r"Estimated · confidence \d+%", page.text_content("#live-confidence") or "")
     assert page.get_attribute("#live-now", "data-affect") in ("low", "neutral", "high")
     assert (page.text_content("#live-subtext") or "").strip()
     # meters: the input level from the worklet, the pitch from the readings

@@ -251,8 +251,7 @@ export class AnalyzeView {
     const timeText = `${clock(seg.startTime)} of ${clock(this.duration())}`;
     setText("an-time", timeText);
     slider.setAttribute("aria-valuetext", timeText);
-    const emo = emotionText(seg.emotion);
-    setText("an-emotion", emo.conf ? `${emo.word} · ${emo.conf}` : emo.word);
+    showPair("an-emotion", emotionText(seg.emotion));
     this.bands.update(seg.frequencies, Object.fromEntries(BANDS.map(({ key }) => [
       key, seg.frequenciesDb ? `${Math.round(seg.frequenciesDb[key])} dB` : percent(seg.frequencies[key])])));
     this.waves.update(seg.brainwaves, Object.fromEntries(WAVES.map(({ key }) => [key, percent(seg.brainwaves[key])])));
@@ -264,7 +263,9 @@ export class AnalyzeView {
     if (section) {
       const n = this.analysis.sections.indexOf(section) + 1;
       setText("an-section-name", `Section ${n} of ${this.analysis.sections.length}`);
-      setText("an-key", section.key ? `${section.key.name} · ${percent(section.key.confidence)} clear` : "Unclear");
+      showPair("an-key", section.key
+        ? { word: section.key.name, conf: `confidence ${percent(section.key.confidence)}` }
+        : { word: "Unclear", conf: "" });
     } else {
       setText("an-section-name", this.analysis ? "" : "Analysing…");
       setText("an-key", this.analysis ? "Unclear" : "Known when the analysis is done");
@@ -279,8 +280,7 @@ export class AnalyzeView {
   }
 
   showTrack(analysis) {
-    const overall = emotionText(analysis.overallEmotion);
-    setText("an-overall", overall.conf ? `${overall.word} · ${overall.conf}` : overall.word);
+    showPair("an-overall", emotionText(analysis.overallEmotion));
     setText("an-track", this.trackSummary(analysis));
     const marks = byId("an-sections");
     marks.replaceChildren();
@@ -302,6 +302,11 @@ export class AnalyzeView {
     }
     return parts.join(" · ") || "No steady beat or key";
   }
+}
+
+/** A value with its confidence underneath, smaller. */
+function showPair(id, { word, conf }) {
+  byId(id).replaceChildren(word, ...(conf ? [" ", el("span", { class: "sub" }, conf)] : []));
 }
 
 function capitalised(text) {

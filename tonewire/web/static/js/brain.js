@@ -7,20 +7,20 @@ import { svg } from "./dom.js";
 
 export const REGIONS = [
   { key: "prefrontalCortex", name: "Prefrontal cortex", does: "planning and attention",
-    here: "harmonic complexity and noisiness", shape: ["ellipse", { cx: 92, cy: 112, rx: 48, ry: 56 }] },
+    here: "harmonic complexity and noisiness", shape: ["path", { d: "M74 128 C66 86 92 46 146 34 L160 112 C140 140 112 160 84 160 C78 150 75 140 74 128 Z" }] },
   { key: "motorCortex", name: "Motor cortex", does: "movement",
-    here: "a clear pulse near 115 BPM, a tempo that invites moving", shape: ["path", { d: "M178 40 C200 30 232 30 250 38 L236 112 L196 112 Z" }] },
+    here: "a clear pulse near 115 BPM, a tempo that invites moving", shape: ["path", { d: "M190 24 C204 20 222 20 236 24 L214 104 L196 104 Z" }] },
   { key: "auditoryCortex", name: "Auditory cortex", does: "hearing",
-    here: "how loud the music is", shape: ["ellipse", { cx: 238, cy: 166, rx: 58, ry: 24 }] },
+    here: "how loud the music is", shape: ["path", { d: "M180 150 C214 136 270 136 304 152 C300 170 270 180 236 180 C206 180 186 170 180 150 Z" }] },
   { key: "basalGanglia", name: "Basal ganglia", does: "timing and habits",
-    here: "how clear the beat is", deep: true, shape: ["ellipse", { cx: 212, cy: 118, rx: 24, ry: 17 }] },
+    here: "how clear the beat is", deep: true, shape: ["ellipse", { cx: 232, cy: 118, rx: 22, ry: 14 }] },
   { key: "nucleusAccumbens", name: "Nucleus accumbens", does: "reward and pleasure",
-    here: "positive harmony with a clear pulse", deep: true, shape: ["circle", { cx: 168, cy: 140, r: 13 }] },
+    here: "positive harmony with a clear pulse", deep: true, shape: ["circle", { cx: 196, cy: 126, r: 10 }] },
   { key: "amygdala", name: "Amygdala", does: "alarm and emotional salience",
-    here: "tension, dark harmony and sudden loud rises", deep: true, shape: ["circle", { cx: 196, cy: 176, r: 12 }] },
+    here: "tension, dark harmony and sudden loud rises", deep: true, shape: ["circle", { cx: 206, cy: 194, r: 10 }] },
   { key: "hippocampus", name: "Hippocampus", does: "memory",
     here: "how much this moment repeats earlier music", deep: true,
-    shape: ["path", { d: "M212 186 C232 196 262 196 284 182 L288 192 C264 208 230 208 208 196 Z" }] },
+    shape: ["path", { d: "M222 196 C240 204 262 202 280 190 L284 198 C264 212 240 214 220 204 Z" }] },
 ];
 
 const OUTLINE = "M60 120 C52 70 96 28 160 22 C230 14 300 30 338 76 C362 104 362 146 340 172 "

@@ -32,9 +32,12 @@ export class Bars {
   }
 }
 
-const W = 600;
-const H = 150;
-const PAD = { left: 8, right: 8, top: 10, bottom: 22 };
+// Drawn in a fixed 1000 x 200 box stretched to the card (preserveAspectRatio none, strokes
+// kept at their width by non-scaling-stroke); the time labels are HTML, so text never
+// stretches or shrinks with the chart.
+const W = 1000;
+const H = 200;
+const PAD = { left: 4, right: 4, top: 8, bottom: 8 };
 const LUFS_MIN = -60;
 const LUFS_MAX = 0;
 
@@ -42,20 +45,20 @@ const LUFS_MAX = 0;
 export class TimeChart {
   constructor(host) {
     this.svg = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "timechart", role: "img",
-      "aria-label": "Loudness and energy over time" });
+      preserveAspectRatio: "none", "aria-label": "Loudness and energy over time" });
     this.grid = svg("g", { class: "grid" });
     this.sections = svg("g", { class: "sections" });
     this.loud = svg("polyline", { class: "line loud", points: "" });
     this.energy = svg("polyline", { class: "line energy", points: "" });
     this.cursor = svg("line", { class: "cursor", x1: PAD.left, x2: PAD.left, y1: PAD.top, y2: H - PAD.bottom });
-    this.startLabel = svg("text", { class: "axis", x: PAD.left, y: H - 6 }, "0:00");
-    this.endLabel = svg("text", { class: "axis end", x: W - PAD.right, y: H - 6, "text-anchor": "end" }, "");
+    this.endLabel = el("span", {}, "");
     for (const db of [-48, -24, 0]) {
       const y = this.#yLufs(db);
       this.grid.append(svg("line", { x1: PAD.left, x2: W - PAD.right, y1: y, y2: y }));
     }
-    this.svg.append(this.grid, this.sections, this.energy, this.loud, this.cursor, this.startLabel, this.endLabel);
-    host.replaceChildren(this.svg);
+    this.svg.append(this.grid, this.sections, this.energy, this.loud, this.cursor);
+    const axis = el("div", { class: "axis", "aria-hidden": "true" }, el("span", {}, "0:00"), this.endLabel);
+    host.replaceChildren(this.svg, axis);
     this.duration = 1;
     this.points = 0;
   }

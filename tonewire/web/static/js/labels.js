@@ -31,5 +31,5 @@ export function toneWord(label) {
 export function emotionText(emotion) {
   if (!emotion || !emotion.primary) return { word: "No clear mood", conf: "" };
   const word = emotion.primary[0].toUpperCase() + emotion.primary.slice(1);
-  return { word, conf: `${Math.round(emotion.confidence * 100)}% clear` };
+  return { word, conf: `confidence ${Math.round(emotion.confidence * 100)}%` };
 }

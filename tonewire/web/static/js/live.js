@@ -119,6 +119,7 @@ export class LiveView {
     this.ingest = null;
     await this.wake.release();
     this.showLevel(0);
+    this.showSpeech(false);
   }
 
   async abandon(err) {
@@ -256,7 +257,7 @@ export class LiveView {
     return el("li", { class: "reading", dataset: { seq: tone.seq, affect: tone.affect || "neutral" } },
       el("span", { class: "when" }, clock(tone.timestamp)),
       el("span", { class: "chip" }, toneWord(tone.label)),
-      el("span", { class: "conf" }, percent(tone.confidence)),
+      el("span", { class: "conf", title: "confidence" }, percent(tone.confidence)),
       el("span", { class: "sub" }, this.subtext(tone)),
       shift ? el("span", { class: `shift ${tone.shift_direction}` },
         tone.shift_direction === "rising" ? "↑ rising" : "↓ falling") : null);
@@ -266,7 +267,7 @@ export class LiveView {
     const card = byId("live-now");
     card.dataset.affect = tone.affect || "neutral";
     setText("live-label", toneWord(tone.label));
-    setText("live-confidence", `${percent(tone.confidence)} clear · estimated`);
+    setText("live-confidence", `Estimated · confidence ${percent(tone.confidence)}`);
     setText("live-subtext", this.subtext(tone));
     setText("live-shift", SHIFT_WORDS[tone.shift_direction] || "");
   }
