@@ -339,7 +339,8 @@ def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def mic_args(wav: Path) -> list[str]:
     return ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required"]
+            f"--use-file-for-fake-audio-capture={wav}",
+            "--autoplay-policy=no-user-gesture-required"]
 
 
 def screen_seqs(page: Page) -> list[int]:
@@ -377,8 +378,9 @@ def start_listening(browser: Browser, min_readings: int) -> tuple[Page, str]:
     page = browser.goto("#live")
     page.get_by_role("button", name="Start listening").click()
     page.wait_for_selector("body[data-live-state='live']", state="attached", timeout=WAIT_MS)
-    page.wait_for_function(f"() => document.querySelectorAll('#live-timeline li').length >= {min_readings}",
-                           timeout=WAIT_MS * 2)
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#live-timeline li').length >= {min_readings}",
+        timeout=WAIT_MS * 2)
     sid: str = page.evaluate("document.body.dataset.sessionId")
     return page, sid
 
@@ -420,7 +422,8 @@ def test_live_fake_microphone_shows_tone_readings(
     assert subs and all(re.fullmatch(r"\[[A-Z][a-z]+\]", s) for s in subs), subs
     screenshot(page, shots, "live")
     page.get_by_label("Tone prefixes").uncheck()
-    assert not any(s.startswith("[") for s in page.locator("#live-timeline .sub").all_text_contents())
+    subs = page.locator("#live-timeline .sub").all_text_contents()
+    assert not any(s.startswith("[") for s in subs), subs
 
     # speech activity was seen at some point
     page.wait_for_function("() => document.getElementById('live-speech').dataset.speech === 'true'",
@@ -499,7 +502,9 @@ def test_worklet_resampler_on_known_signals(jobs_server: RunningServer,
             const run = (x, block) => {
                 const r = new Resampler(rate, 16000);
                 const parts = [];
-                for (let i = 0; i < x.length; i += block) parts.push(...r.push(x.subarray(i, i + block)));
+                for (let i = 0; i < x.length; i += block) {
+                    parts.push(...r.push(x.subarray(i, i + block)));
+                }
                 return Float32Array.from(parts);
             };
             const low = run(tone(1000), 128);
@@ -511,7 +516,9 @@ def test_worklet_resampler_on_known_signals(jobs_server: RunningServer,
             const s = steady(low);
             for (let i = 1; i < s.length; i++) if ((s[i - 1] < 0) !== (s[i] < 0)) crossings++;
             let diff = 0;
-            for (let i = 0; i < Math.min(low.length, whole.length); i++) diff = Math.max(diff, Math.abs(low[i] - whole[i]));
+            for (let i = 0; i < Math.min(low.length, whole.length); i++) {
+                diff = Math.max(diff, Math.abs(low[i] - whole[i]));
+            }
             out[rate] = { n: low.length, hz: crossings / 2 / (s.length / 16000),
                           rmsLow: rms(s), rmsHigh: rms(steady(high)), diff };
         }
