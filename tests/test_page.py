@@ -203,14 +203,27 @@ def test_analyze_upload_fills_every_view_and_the_slider_moves_them(
     browser = open_browser(jobs_server)
     page = browser.goto("#analyze")
     page.set_input_files("#an-file", str(band_piece))
+    # every segment the views show while the analysis runs, in order
+    page.evaluate("""() => {
+        window.shown = [];
+        new MutationObserver(() => window.shown.push(
+                [document.body.dataset.segment, document.body.dataset.jobState]))
+            .observe(document.body, {attributes: true, attributeFilter: ['data-segment']});
+    }""")
     page.get_by_role("button", name="Analyze file").click()
-    page.wait_for_selector("body[data-job-state='complete']", timeout=WAIT_MS)
+    page.wait_for_selector("body[data-job-state='complete']", state="attached",
+                           timeout=WAIT_MS)
 
     job_id = page.evaluate("document.body.dataset.jobId")
     analysis = httpx.get(f"{jobs_server.url}/api/jobs/{job_id}/analysis", timeout=10).json()
     segments = analysis["segments"]
     assert len(segments) == 24
     assert page.url.endswith(f"#analyze/{job_id}")  # a reload lands on the same job
+    # the slider (and every view with it) advanced while the analysis ran
+    shown = page.evaluate("window.shown")
+    running = [int(seg) for seg, state in shown if state == "running"]
+    assert len(set(running)) >= 3, shown
+    assert running == sorted(running), shown
 
     # progress: full, with words
     assert page.eval_on_selector("#an-progress", "p => p.value") == 100
@@ -272,6 +285,13 @@ def test_analyze_upload_fills_every_view_and_the_slider_moves_them(
     page.focus("[data-region='hippocampus']")
     info = page.text_content("#an-brain-info") or ""
     assert "Hippocampus" in info and "memory" in info and "heuristic" in info
+
+    # a reload replays the job's stream from the start and shows the same analysis
+    page.reload()
+    page.wait_for_selector("body[data-job-state='complete']", state="attached",
+                           timeout=WAIT_MS)
+    check_matches_segment(view_state(page), segments[-1])
+    assert page.locator("#an-sections .mark").count() == len(analysis["sections"])
 
 
 def test_analyze_errors_are_words_not_codes(jobs_server: RunningServer, tmp_path: Path,

@@ -3,7 +3,7 @@
 // runs the slider follows the newest segment unless the user has moved it back.
 
 import { Announcer } from "./announce.js";
-import { getJson, request } from "./api.js";
+import { getJson, request, upload } from "./api.js";
 import { BrainMap } from "./brain.js";
 import { Bars, TimeChart } from "./charts.js";
 import { byId, clock, el, percent, setText, setVar } from "./dom.js";
@@ -72,7 +72,12 @@ export class AnalyzeView {
     }
     const form = new FormData();
     form.append("file", file, file.name);
-    await this.submit(() => request("POST", "/api/jobs", { form }), file.name, "file");
+    const bar = byId("an-progress");
+    const sending = (fraction) => {
+      bar.value = Math.round(fraction * 100);
+      setText("an-message", `Sending the file… ${Math.round(fraction * 100)}%`);
+    };
+    await this.submit(() => upload("/api/jobs", form, sending), file.name, "file");
   }
 
   async submitUrl() {

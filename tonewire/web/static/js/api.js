@@ -41,3 +41,33 @@ export async function request(method, path, { json, form, signal } = {}) {
 
 export const getJson = (path, opts) => request("GET", path, opts);
 export const postJson = (path, json, opts) => request("POST", path, { ...opts, json });
+
+/**
+ * POST a multipart form with upload progress (fetch can't report it): a large file on a slow
+ * link otherwise looks stuck. onProgress gets 0..1.
+ */
+export function upload(path, form, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", path);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
+    xhr.onerror = () => reject(new ApiError(0, "NETWORK", "the server could not be reached"));
+    xhr.onload = () => {
+      let body = null;
+      try {
+        body = xhr.responseText ? JSON.parse(xhr.responseText) : null;
+      } catch {
+        body = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300) {
+        resolve(body);
+        return;
+      }
+      const code = body && typeof body.code === "string" ? body.code : `HTTP_${xhr.status}`;
+      const message = body && typeof body.message === "string" ? body.message : xhr.statusText;
+      reject(new ApiError(xhr.status, code, message));
+    };
+    xhr.send(form);
+  });
+}
