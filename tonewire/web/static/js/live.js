@@ -267,7 +267,7 @@ export class LiveView {
     const card = byId("live-now");
     card.dataset.affect = tone.affect || "neutral";
     setText("live-label", toneWord(tone.label));
-    setText("live-confidence", `Estimated · confidence ${percent(tone.confidence)}`);
+    setText("live-confidence", `Confidence ${percent(tone.confidence)}`);
     setText("live-subtext", this.subtext(tone));
     setText("live-shift", SHIFT_WORDS[tone.shift_direction] || "");
   }
