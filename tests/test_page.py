@@ -256,7 +256,6 @@ def test_analyze_upload_fills_every_view_and_the_slider_moves_them(
     # estimates are labelled as such
     assert "estimated" in (page.text_content("#mood-title") or "")
     assert "heuristic" in (page.text_content("#brain-title") or "")
-    screenshot(page, shots, "analyze")
 
     # the slider, by keyboard: Home, then a few steps right; every view follows
     slider.focus()
@@ -285,6 +284,11 @@ def test_analyze_upload_fills_every_view_and_the_slider_moves_them(
     page.focus("[data-region='hippocampus']")
     info = page.text_content("#an-brain-info") or ""
     assert "Hippocampus" in info and "memory" in info and "heuristic" in info
+    page.focus("#an-slider")
+    for _ in range(8):
+        page.keyboard.press("ArrowLeft")  # into the loud second half, before its end
+    page.click("[data-region='nucleusAccumbens']")
+    screenshot(page, shots, "analyze")
 
     # a reload replays the job's stream from the start and shows the same analysis
     page.reload()
@@ -409,7 +413,7 @@ def test_live_fake_microphone_shows_tone_readings(
         live_server: RunningServer, speech_wav: Path, open_browser: Callable[..., Browser],
         shots: Path) -> None:
     browser = open_browser(live_server, *mic_args(speech_wav))
-    page, sid = start_listening(browser, 4)
+    page, sid = start_listening(browser, 10)
 
     # the worklet's frames reached the server as 100 ms of 16 kHz PCM16 each
     info = session(live_server, sid)
