@@ -289,6 +289,9 @@ def test_analyze_upload_fills_every_view_and_the_slider_moves_them(
         page.keyboard.press("ArrowLeft")  # into the loud second half, before its end
     page.click("[data-region='nucleusAccumbens']")
     screenshot(page, shots, "analyze")
+    page.emulate_media(color_scheme="dark")
+    page.screenshot(path=str(shots / "analyze-dark-desktop.png"), full_page=True)
+    page.emulate_media(color_scheme="light")
 
     # a reload replays the job's stream from the start and shows the same analysis
     page.reload()
@@ -299,7 +302,8 @@ def test_analyze_upload_fills_every_view_and_the_slider_moves_them(
 
 
 def test_analyze_errors_are_words_not_codes(jobs_server: RunningServer, tmp_path: Path,
-                                            open_browser: Callable[..., Browser]) -> None:
+                                            open_browser: Callable[..., Browser],
+                                            shots: Path) -> None:
     junk = tmp_path / "not audio.mp3"
     junk.write_bytes(np.random.default_rng(1).bytes(40_000))
     browser = open_browser(jobs_server)
@@ -313,6 +317,7 @@ def test_analyze_errors_are_words_not_codes(jobs_server: RunningServer, tmp_path
     text = notice.text_content() or ""
     assert "This file isn't audio we can read — try another." in text
     assert not CODE_LIKE.search(text), text
+    page.screenshot(path=str(shots / "analyze-error-desktop.png"))
 
     # a link: until the server takes links this is a calm "not available"; once it does, the
     # job's own error in words. Never a code.
@@ -454,8 +459,22 @@ def test_live_fake_microphone_shows_tone_readings(
     page.wait_for_function("() => document.getElementById('live-speech').dataset.speech === 'true'",
                            timeout=WAIT_MS)
 
+    # pause: the microphone and the ingest socket close, the session stays; resume: the same
+    # session goes on (its sample clock continues) and new readings arrive
+    page.get_by_role("button", name="Pause").click()
+    page.wait_for_selector("body[data-live-state='paused']", state="attached")
+    wait_for(lambda: not session(live_server, sid)["ingest_connected"], what="ingest to close")
+    paused_at = session(live_server, sid)["samples"]
+    count = len(screen_seqs(page))
+    page.get_by_role("button", name="Resume").click()
+    page.wait_for_selector("body[data-live-state='live']", state="attached", timeout=WAIT_MS)
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#live-timeline li').length > {count}",
+        timeout=WAIT_MS)
+    assert session(live_server, sid)["samples"] > paused_at
+
     page.get_by_role("button", name="End session").click()
-    page.wait_for_selector("body[data-live-state='ended']", timeout=WAIT_MS)
+    page.wait_for_selector("body[data-live-state='ended']", state="attached", timeout=WAIT_MS)
     ended = session(live_server, sid)
     assert ended["state"] == "ended" and ended["end_reason"] == "ended"
     assert page.get_by_role("button", name="Start a new session").is_visible()
@@ -491,7 +510,7 @@ def test_hidden_page_resumes_without_losing_events_then_times_out(
     # paused and hidden past the idle TTL: the reaper ends the session; on return the page
     # finds out and says so calmly
     page.get_by_role("button", name="Pause").click()
-    page.wait_for_selector("body[data-live-state='paused']")
+    page.wait_for_selector("body[data-live-state='paused']", state="attached")
     wait_for(lambda: not session(live_server, sid)["ingest_connected"], what="ingest to close")
     set_visibility(page, "hidden")
     ended = wait_for(lambda: (s := session(live_server, sid))["state"] == "ended" and s,
