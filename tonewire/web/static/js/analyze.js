@@ -175,7 +175,10 @@ export class AnalyzeView {
     const bar = byId("an-progress");
     bar.value = p.progress;
     const words = STATUS_WORDS[p.status] || "";
-    const detail = p.status === "analyzing" && p.message ? ` ${capitalised(p.message)}.` : "";
+    // The server's own words when they add something ("analysed 12 s of audio",
+    // "downloading: 3 of 5 MB"), not when they repeat the status.
+    const plain = ["", "waiting for a worker", "decoding audio", "complete"];
+    const detail = p.message && !plain.includes(p.message) ? ` ${capitalised(p.message)}.` : "";
     setText("an-message", `${words}${detail} ${p.progress}%`);
   }
 
@@ -192,6 +195,7 @@ export class AnalyzeView {
     document.body.dataset.jobState = "complete";
     byId("an-progress").value = 100;
     setText("an-message", `Done: ${clock(analysis.duration)} analysed.`);
+    if (analysis.video && analysis.video.title) setText("an-title", analysis.video.title);
     byId("an-cancel").hidden = true;
     this.busy(false);
     this.refresh();

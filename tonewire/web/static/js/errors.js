@@ -22,6 +22,15 @@ const FRIENDLY = {
   VAD_UNAVAILABLE: "The speech detector isn't available on this server.",
   NETWORK: "The server can't be reached. Check your connection, then try again.",
   HTTP_429: "The server is busy. Try again in a little while.",
+  // Links (URL jobs).
+  INVALID_URL: "That link isn't one this server can analyse. Use a YouTube video link or a direct link to an audio or video file.",
+  URL_NOT_ALLOWED: "This server isn't allowed to fetch from that address.",
+  URL_JOBS_DISABLED: "This server doesn't analyse links. Download the file, then choose it above.",
+  VIDEO_UNAVAILABLE: "That video or file can't be reached: it may be private, removed or restricted.",
+  EXTRACTION_ERROR: "That page has no audio this server can download.",
+  DOWNLOAD_TOO_LARGE: "That recording is too big for this server to download.",
+  DOWNLOAD_TIMEOUT: "Downloading took too long. Try again later, or download the file and choose it above.",
+  BODY_TOO_LARGE: "That link is too long.",
   // The browser's own errors around the microphone.
   NotAllowedError: "Microphone access is blocked. Allow it for this site in your browser, then try again.",
   NotFoundError: "No microphone was found.",
@@ -37,9 +46,12 @@ const FRIENDLY = {
 // What to say when a link can't be analysed because the route doesn't take links (yet).
 const LINKS_UNAVAILABLE = "Analysing from a link isn't available on this server yet. Download the file, then choose it above.";
 
+// A server without link support answers a JSON body with these (the route takes uploads only).
+const NO_LINK_ROUTE = new Set(["UNSUPPORTED_MEDIA_TYPE", "METHOD_NOT_ALLOWED", "HTTP_404", "HTTP_405", "HTTP_415"]);
+
 export function friendly(err, { about } = {}) {
   const code = err && (err.code || err.name);
-  if (about === "url" && err && [404, 405, 415].includes(err.status)) {
+  if (about === "url" && NO_LINK_ROUTE.has(code)) {
     return { text: LINKS_UNAVAILABLE, detail: "" };
   }
   if (about === "url" && code === "INVALID_REQUEST") {
