@@ -2,9 +2,10 @@
 // what is on screen. States: idle -> starting -> live <-> paused -> ended.
 //
 // Hidden page: the event stream is closed (the session is not ended, and the microphone keeps
-// sending so nothing said meanwhile is lost). Shown again: GET /session/{id} first; if the
-// reaper ended it, a calm notice says so; otherwise the stream reopens from the last seq seen
-// and replays what happened while hidden.
+// sending so nothing said meanwhile is lost). Shown again: GET /session/{id} first, then the
+// stream reopens from the last seq seen and replays what happened while hidden. If the reaper
+// ended the session meanwhile (a paused or suspended page sends nothing), the replay ends with
+// its session-end, and a calm notice says the session timed out.
 
 import { Announcer } from "./announce.js";
 import { getJson, postJson, request } from "./api.js";
