@@ -130,6 +130,8 @@ def screenshot(page: Page, shots: Path, name: str) -> None:
     page.set_viewport_size(PHONE)
     page.wait_for_timeout(100)  # one layout pass at the new width
     page.screenshot(path=str(shots / f"{name}-phone.png"), full_page=True)
+    # usable at phone width: nothing wider than the screen (no sideways scrolling)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.set_viewport_size(DESKTOP)
 
 
@@ -308,7 +310,7 @@ def test_analyze_errors_are_words_not_codes(jobs_server: RunningServer, tmp_path
     junk.write_bytes(np.random.default_rng(1).bytes(40_000))
     browser = open_browser(jobs_server)
     page = browser.goto("#analyze")
-    page.set_input_files("#an-file", str(junk))
+    page.get_by_label("Audio file").set_input_files(str(junk))
     page.get_by_role("button", name="Analyze file").click()
     page.wait_for_selector("body[data-job-state='error']", timeout=WAIT_MS)
     notice = page.locator("#an-notice")
@@ -321,8 +323,8 @@ def test_analyze_errors_are_words_not_codes(jobs_server: RunningServer, tmp_path
 
     # a link: until the server takes links this is a calm "not available"; once it does, the
     # job's own error in words. Never a code.
-    page.fill("#an-url", "http://127.0.0.1:9/nothing-here.mp3")
-    page.get_by_role("button", name="Analyze link").click()
+    page.get_by_label("Link to audio or video").fill("http://127.0.0.1:9/nothing-here.mp3")
+    page.keyboard.press("Enter")  # the form submits from the keyboard
     page.wait_for_function(
         "() => !document.getElementById('an-notice').hidden && "
         "!document.getElementById('an-notice').textContent.includes('isn\\'t audio')",
@@ -338,6 +340,7 @@ def test_analyze_errors_are_words_not_codes(jobs_server: RunningServer, tmp_path
 
 
 IDLE_TTL_S = 2.0
+WAKE_LOCK_HELD = "import('/static/js/main.js').then(m => Boolean(m.live.wake.sentinel))"
 
 
 @pytest.fixture(scope="module")
@@ -426,7 +429,9 @@ def test_live_fake_microphone_shows_tone_readings(
     assert info["options"]["sample_rate"] == 16000
     assert info["samples"] > 0 and info["samples"] % 1600 == 0, info["samples"]
     rate = page.evaluate("import('/static/js/main.js').then(m => m.live.capture.sampleRate)")
-    assert rate in (16000, 22050, 44100, 48000), rate
+    assert rate in (16000, 22050, 44100, 48000), rate  # 44100 here: the worklet resamples
+    # the screen is kept awake while listening
+    assert page.evaluate(WAKE_LOCK_HELD)
 
     # the current tone, with its confidence and the words that it is an estimate
     assert page.text_content("#live-label") in TONE_WORDS
@@ -477,6 +482,7 @@ def test_live_fake_microphone_shows_tone_readings(
     page.wait_for_selector("body[data-live-state='ended']", state="attached", timeout=WAIT_MS)
     ended = session(live_server, sid)
     assert ended["state"] == "ended" and ended["end_reason"] == "ended"
+    assert not page.evaluate(WAKE_LOCK_HELD)
     assert page.get_by_role("button", name="Start a new session").is_visible()
 
 
