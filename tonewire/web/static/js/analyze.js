@@ -25,6 +25,8 @@ const WAVES = [
   { key: "beta", label: "Beta", hint: "13–30 Hz modulation" },
   { key: "gamma", label: "Gamma", hint: "30–100 Hz modulation" },
 ];
+const CHART_EVERY_MS = 200; // the chart redraws every point: at most this often while running
+
 const STATUS_WORDS = {
   pending: "Waiting for a worker…",
   decoding: "Reading the audio…",
@@ -247,10 +249,23 @@ export class AnalyzeView {
     byId("an-results").hidden = false;
     const slider = byId("an-slider");
     slider.max = String(this.segments.length - 1);
-    this.chart.draw(this.segments, this.duration());
+    this.drawChart();
     const index = this.following ? this.segments.length - 1 : Math.min(Number(slider.value), this.segments.length - 1);
     slider.value = String(index);
     this.show(index);
+  }
+
+  // A long file sends hundreds of chunks a second; redrawing the whole chart for each would
+  // cost O(n^2). The other views are O(1) per chunk and follow every one.
+  drawChart() {
+    clearTimeout(this.chartTimer);
+    const wait = (this.chartAt || 0) + CHART_EVERY_MS - performance.now();
+    if (this.analysis || wait <= 0) {
+      this.chartAt = performance.now();
+      this.chart.draw(this.segments, this.duration());
+      return;
+    }
+    this.chartTimer = setTimeout(() => this.drawChart(), wait);
   }
 
   show(index) {
