@@ -7,35 +7,46 @@ import { svg } from "./dom.js";
 
 export const REGIONS = [
   { key: "prefrontalCortex", name: "Prefrontal cortex", does: "planning and attention",
-    here: "harmonic complexity and noisiness", shape: ["path", { d: "M74 128 C66 86 92 46 146 34 L160 112 C140 140 112 160 84 160 C78 150 75 140 74 128 Z" }] },
+    here: "harmonic complexity and noisiness",
+    shape: ["path", { d: "M58 146 C50 100 84 52 146 38 C156 74 158 112 150 146 C120 156 88 158 58 146 Z" }] },
   { key: "motorCortex", name: "Motor cortex", does: "movement",
-    here: "a clear pulse near 115 BPM, a tempo that invites moving", shape: ["path", { d: "M190 24 C204 20 222 20 236 24 L214 104 L196 104 Z" }] },
+    here: "a clear pulse near 115 BPM, a tempo that invites moving",
+    shape: ["path", { d: "M170 31 C182 28 194 28 204 30 C198 70 192 108 188 146 L168 148 C172 108 174 70 170 31 Z" }] },
   { key: "auditoryCortex", name: "Auditory cortex", does: "hearing",
-    here: "how loud the music is", shape: ["path", { d: "M180 150 C214 136 270 136 304 152 C300 170 270 180 236 180 C206 180 186 170 180 150 Z" }] },
+    here: "how loud the music is",
+    shape: ["path", { d: "M138 176 C182 166 232 158 274 158 C278 170 272 180 260 184 C218 188 178 194 142 196 C134 190 134 182 138 176 Z" }] },
   { key: "basalGanglia", name: "Basal ganglia", does: "timing and habits",
-    here: "how clear the beat is", deep: true, shape: ["ellipse", { cx: 232, cy: 118, rx: 22, ry: 14 }] },
+    here: "how clear the beat is", deep: true, shape: ["ellipse", { cx: 214, cy: 118, rx: 22, ry: 14 }] },
   { key: "nucleusAccumbens", name: "Nucleus accumbens", does: "reward and pleasure",
-    here: "positive harmony with a clear pulse", deep: true, shape: ["circle", { cx: 196, cy: 126, r: 10 }] },
+    here: "positive harmony with a clear pulse", deep: true, shape: ["circle", { cx: 164, cy: 158, r: 9 }] },
   { key: "amygdala", name: "Amygdala", does: "alarm and emotional salience",
-    here: "tension, dark harmony and sudden loud rises", deep: true, shape: ["circle", { cx: 206, cy: 194, r: 10 }] },
+    here: "tension, dark harmony and sudden loud rises", deep: true,
+    shape: ["circle", { cx: 178, cy: 206, r: 9 }] },
   { key: "hippocampus", name: "Hippocampus", does: "memory",
     here: "how much this moment repeats earlier music", deep: true,
-    shape: ["path", { d: "M222 196 C240 204 262 202 280 190 L284 198 C264 212 240 214 220 204 Z" }] },
+    shape: ["path", { d: "M192 206 C212 214 238 212 258 200 L262 208 C240 222 212 224 190 214 Z" }] },
 ];
 
-const OUTLINE = "M60 120 C52 70 96 28 160 22 C230 14 300 30 338 76 C362 104 362 146 340 172 "
-  + "C330 186 318 194 300 196 C306 214 296 234 272 236 C248 238 232 226 226 212 "
-  + "C196 218 160 214 132 204 C96 192 66 164 60 120 Z";
-const CEREBELLUM = "M284 200 C300 198 326 190 338 176 C350 196 340 226 310 230 C292 232 280 220 284 200 Z";
+// Left side view, face to the left: cerebrum, cerebellum and brainstem, with the lateral
+// and central sulci drawn as thin lines for orientation.
+const CEREBRUM = "M52 150 C40 92 90 36 170 28 C250 20 330 50 352 112 C366 150 350 186 318 196 "
+  + "C300 202 282 200 268 196 C250 222 200 232 160 218 C130 208 116 196 100 192 C70 186 56 172 52 150 Z";
+const CEREBELLUM = "M268 196 C290 200 312 198 326 190 C342 206 334 236 302 240 C278 242 262 226 268 196 Z";
+const BRAINSTEM = "M234 212 C240 232 242 250 244 268 L262 268 C262 248 262 230 258 210 Z";
+const SULCI = ["M118 170 C170 160 222 152 268 150", "M204 30 C198 70 192 108 188 146"];
 
 export class BrainMap {
   constructor(host, info) {
     this.info = info;
     this.values = {};
     this.nodes = new Map();
-    const root = svg("svg", { viewBox: "20 0 360 250", class: "brainmap", role: "group",
+    const root = svg("svg", { viewBox: "30 14 340 262", class: "brainmap", role: "group",
       "aria-label": "Brain map: seven regions, each shaded by its heuristic activation" });
-    root.append(svg("path", { d: OUTLINE, class: "outline" }), svg("path", { d: CEREBELLUM, class: "outline cerebellum" }));
+    root.append(
+      svg("path", { d: BRAINSTEM, class: "outline stem" }),
+      svg("path", { d: CEREBELLUM, class: "outline cerebellum" }),
+      svg("path", { d: CEREBRUM, class: "outline" }),
+      ...SULCI.map((d) => svg("path", { d, class: "sulcus" })));
     for (const region of REGIONS) {
       const [tag, attrs] = region.shape;
       const shape = svg(tag, { ...attrs, class: "shape", "fill-opacity": "0.08" });
