@@ -128,7 +128,6 @@ def screenshot(page: Page, shots: Path, name: str) -> None:
     """The view at desktop and phone width (full page), then back to desktop."""
     page.screenshot(path=str(shots / f"{name}-desktop.png"), full_page=True)
     page.set_viewport_size(PHONE)
-    page.wait_for_timeout(100)  # one layout pass at the new width
     page.screenshot(path=str(shots / f"{name}-phone.png"), full_page=True)
     # usable at phone width: nothing wider than the screen (no sideways scrolling)
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
