@@ -45,6 +45,7 @@ from tonewire.transports.http_sessions import session_resolver
 from tonewire.transports.http_urls import router as urls_router
 from tonewire.transports.limits import Limits
 from tonewire.transports.socketio_hub import JOB_TERMINAL, SocketHub
+from tonewire.web import mount_web
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ def create_app(settings: Settings | None = None) -> Any:
     api.include_router(sessions_router)
     api.include_router(urls_router)
     api.include_router(ops_router)
+    mount_web(api)  # the page at / and /static/: after the API, shadowing none of it
     inner = socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
     # Outermost first: every answer gets the security headers, refusals included.
     app: Any = SecurityHeaders(AccessGate(BodyLimit(inner, max_bytes=settings.max_body_bytes),
