@@ -613,3 +613,35 @@ def test_static_files_are_package_data() -> None:
     assert files
     missing = [f for f in files if not any(fnmatch(f, pat) for pat in patterns)]
     assert not missing, missing
+
+
+# -- access keys -----------------------------------------------------------------------------
+
+
+def test_a_server_with_keys_asks_for_one_and_then_works(
+        tmp_path: Path, open_browser: Callable[..., Browser]) -> None:
+    key = "page-test-key-0123456789"
+    wav = S.write_audio(tmp_path / "short.wav", S.music_like(4.0, seed=90), S.SR)
+    with start_server(tmp_path / "keyed", workers=1, api_keys=key) as server:
+        browser = open_browser(server)
+        page = browser.goto("#analyze")
+        page.wait_for_selector("body[data-access='needed']", state="attached")
+        assert page.is_visible("#key-panel")
+        page.get_by_label("Access key", exact=True).fill("not-the-key-at-all-000")
+        page.get_by_role("button", name="Use this key").click()
+        page.wait_for_selector("body[data-access='needed']", state="attached")  # asked again
+        page.get_by_label("Access key", exact=True).fill(key)
+        page.get_by_role("button", name="Use this key").click()
+        page.wait_for_selector("body[data-access='granted']", state="attached")
+        assert not page.is_visible("#key-panel")
+        # Upload (header) and the job's event stream (?token=) both pass.
+        page.set_input_files("#an-file", str(wav))
+        page.get_by_role("button", name="Analyze file").click()
+        page.wait_for_selector("body[data-job-state='complete']", state="attached",
+                               timeout=WAIT_MS)
+        # The export and ingest URLs carry the key too.
+        token_url = page.evaluate(
+            "async () => (await import('/static/js/auth.js')).withToken('/x?format=csv')")
+        assert token_url == f"/x?format=csv&token={key}"
+    # Chromium logs each refused request (the expected 401s) as a console error.
+    browser.errors[:] = [e for e in browser.errors if "401" not in e]

@@ -1,6 +1,8 @@
 // fetch() with the server's error shape: every 4xx/5xx body is {code, message}. Callers get
 // an ApiError carrying the code, which errors.js turns into words for people.
 
+import { announceUnauthorized, authHeaders } from "./auth.js";
+
 export class ApiError extends Error {
   constructor(status, code, message) {
     super(message || code);
@@ -10,7 +12,7 @@ export class ApiError extends Error {
 }
 
 export async function request(method, path, { json, form, signal } = {}) {
-  const init = { method, signal, headers: { Accept: "application/json" } };
+  const init = { method, signal, headers: { Accept: "application/json", ...authHeaders() } };
   if (json !== undefined) {
     init.body = JSON.stringify(json);
     init.headers["Content-Type"] = "application/json";
@@ -32,6 +34,7 @@ export async function request(method, path, { json, form, signal } = {}) {
     body = null;
   }
   if (!response.ok) {
+    if (response.status === 401) announceUnauthorized();
     const code = body && typeof body.code === "string" ? body.code : `HTTP_${response.status}`;
     const message = body && typeof body.message === "string" ? body.message : response.statusText;
     throw new ApiError(response.status, code, message);
@@ -51,6 +54,7 @@ export function upload(path, form, onProgress) {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", path);
     xhr.setRequestHeader("Accept", "application/json");
+    for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
     xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded / e.total);
     xhr.onerror = () => reject(new ApiError(0, "NETWORK", "the server could not be reached"));
     xhr.onload = () => {
@@ -64,6 +68,7 @@ export function upload(path, form, onProgress) {
         resolve(body);
         return;
       }
+      if (xhr.status === 401) announceUnauthorized();
       const code = body && typeof body.code === "string" ? body.code : `HTTP_${xhr.status}`;
       const message = body && typeof body.message === "string" ? body.message : xhr.statusText;
       reject(new ApiError(xhr.status, code, message));

@@ -6,6 +6,8 @@
 // header wins when both are present, so an automatic reconnect after a manual one still
 // resumes from the newest seq. Events at or before the last seq are duplicates and dropped.
 
+import { withToken } from "./auth.js";
+
 export class ResumableStream {
   constructor(url, { types, onEvent, onState = () => {}, lastSeq = 0 }) {
     this.url = url;
@@ -23,7 +25,7 @@ export class ResumableStream {
   open() {
     this.close();
     const url = this.lastSeq > 0 ? `${this.url}?since=${this.lastSeq}` : this.url;
-    const source = new EventSource(url);
+    const source = new EventSource(withToken(url));
     this.source = source;
     for (const type of this.types) {
       source.addEventListener(type, (e) => this.#deliver(type, e));

@@ -3,6 +3,8 @@
 // live: the server continues the session's sample clock. Close codes from the server that
 // mean "stop" (session ended, unknown, another ingest) are reported instead of retried.
 
+import { withToken } from "./auth.js";
+
 const STOP_CODES = new Set([4000, 4004, 4009, 1009]);
 const MAX_BUFFERED = 32 * 3200; // ~3 s of audio queued in the browser: past it, drop frames
 const RETRY_MS = [500, 1000, 2000, 4000, 8000];
@@ -54,7 +56,7 @@ export class IngestSocket {
   }
 
   #connect(resolve, reject) {
-    const ws = new WebSocket(this.url);
+    const ws = new WebSocket(withToken(this.url));
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     let opened = false;

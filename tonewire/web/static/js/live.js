@@ -9,6 +9,7 @@
 
 import { Announcer } from "./announce.js";
 import { getJson, postJson, request } from "./api.js";
+import { withToken } from "./auth.js";
 import { MicCapture } from "./capture.js";
 import { byId, clock, el, percent, setText } from "./dom.js";
 import { friendly, showNotice } from "./errors.js";
@@ -333,8 +334,8 @@ export class LiveView {
 
   setExports() {
     const base = `/session/${encodeURIComponent(this.sessionId)}/export`;
-    byId("live-export-json").href = `${base}?format=json`;
-    byId("live-export-csv").href = `${base}?format=csv`;
+    byId("live-export-json").href = withToken(`${base}?format=json`);
+    byId("live-export-csv").href = withToken(`${base}?format=csv`);
     byId("live-exports").hidden = false;
   }
 

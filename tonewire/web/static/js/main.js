@@ -2,6 +2,8 @@
 // the back button, bookmarks and a reload all land where the user was.
 
 import { AnalyzeView } from "./analyze.js";
+import { getJson } from "./api.js";
+import { apiKey, setApiKey } from "./auth.js";
 import { byId } from "./dom.js";
 import { LiveView } from "./live.js";
 
@@ -21,7 +23,28 @@ function route() {
   if (view === "analyze" && jobId && jobId !== analyze.jobId) analyze.follow(decodeURIComponent(jobId));
 }
 
+// A 401 means the server wants an access key (a wrong one is asked for again). Once one is
+// given, the page reloads so every stream and socket reopens with it.
+window.addEventListener("tonewire:unauthorized", () => {
+  const panel = byId("key-panel");
+  if (!panel.hidden) return;
+  if (apiKey()) setApiKey("");
+  panel.hidden = false;
+  byId("key-input").focus();
+});
+byId("key-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const key = byId("key-input").value.trim();
+  if (!key) return;
+  setApiKey(key);
+  location.reload();
+});
+
 window.addEventListener("hashchange", route);
 route();
 document.body.dataset.ready = "true";
+// Ask at once whether this server wants a key, rather than at the first click.
+getJson("/api/jobs?limit=1")
+  .then(() => { document.body.dataset.access = "granted"; })
+  .catch((err) => { document.body.dataset.access = err.status === 401 ? "needed" : "unknown"; });
 export { analyze, live };
