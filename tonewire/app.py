@@ -142,7 +142,8 @@ def create_app(settings: Settings | None = None) -> Any:
                     terminal=JOB_TERMINAL | SESSION_TERMINAL, authorize=authorize,
                     has_room=limits.follower_room,
                     on_cut_off=metrics.subscribers_cut_off.labels("socketio").inc,
-                    fanout=settings.socketio_fanout)
+                    fanout=settings.socketio_fanout,
+                    on_delivered=lambda path, n: metrics.socketio_deliveries.labels(path).inc(n))
     sessions.member_count = hub.member_count  # the reaper counts Socket.IO followers too
     stopping = asyncio.Event()
     services = Services(settings=settings, store=store, bus=bus, log=stream_log, pool=pool,

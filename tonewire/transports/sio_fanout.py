@@ -43,6 +43,9 @@ from socketio import packet as sio_packet
 
 log = logging.getLogger(__name__)
 
+CLOSED: Final = 0
+QUEUED: Final = 1
+DIRECT: Final = 2
 _PROTO_ATTR: Final = "_tonewire_ws_protocol"
 _SANSIO_MODULE: Final = "uvicorn.protocols.websockets.websockets_sansio_impl"
 
@@ -121,19 +124,19 @@ def writer_idle(queue: Any) -> bool:
     """True if engine.io's writer is parked in ``queue.get()``: it holds no packet it has
     taken but not yet written (it takes everything queued at once, then writes it, possibly
     waiting for a paused connection in between), so a direct write overtakes nothing."""
-    getters = getattr(queue, "_getters", None)
-    return bool(getters) and any(not g.done() for g in getters)
+    getters: Any = getattr(queue, "_getters", None)
+    if not getters:
+        return False
+    return any(not g.done() for g in getters)
 
 
 class Outlet:
     """One member's way in: its engine.io socket, and its uvicorn connection if any."""
 
-    __slots__ = ("direct", "queued", "sock")
+    __slots__ = ("sock",)
 
     def __init__(self, sock: Any) -> None:
         self.sock = sock
-        self.direct = 0
-        self.queued = 0
 
     @property
     def alive(self) -> bool:
@@ -143,11 +146,12 @@ class Outlet:
         """Packets waiting in the member's engine.io queue."""
         return int(self.sock.queue.qsize())
 
-    def send(self, ev: Encoded, *, direct: bool = True) -> bool:
-        """Deliver one encoded event in order; False if the socket is closed."""
+    def send(self, ev: Encoded, *, direct: bool = True) -> int:
+        """Deliver one encoded event in order: :data:`DIRECT`, :data:`QUEUED`, or
+        :data:`CLOSED` (0) if the socket is closed."""
         sock = self.sock
         if sock.closed or sock.closing:
-            return False
+            return CLOSED
         queue = sock.queue
         if direct and queue.empty() and writer_idle(queue) and sock.upgraded \
                 and not sock.upgrading:
@@ -155,11 +159,9 @@ class Outlet:
             if (proto is not None and proto.writable.is_set() and not proto.close_sent
                     and not proto.disconnected and not proto.transport.is_closing()):
                 proto.transport.write(ev.frame)
-                self.direct += 1
-                return True
+                return DIRECT
         queue.put_nowait(ev.packet)
-        self.queued += 1
-        return True
+        return QUEUED
 
 
 def outlet(sio: socketio.AsyncServer, sid: str) -> Outlet | None:

@@ -111,7 +111,7 @@ class RoomPump:
                         if out is None:
                             await sio.emit(ev.type, payload(ev), to=sid)
                         elif not out.send(self._encode(ev), direct=self.hub.direct):
-                            raise KeyError(sid)
+                            raise KeyError(sid)  # closed
                     await sio.enter_room(sid, self.room)
                 except (KeyError, ValueError):  # it left before its replay: skip it only
                     continue
@@ -143,15 +143,24 @@ class RoomPump:
         hub = self.hub
         if hub.mode == "emit":
             await hub.sio.emit(ev.type, payload(ev), room=self.room)
+            hub.on_delivered("emit", len(self.members))
         else:
             enc, direct, gone = self._encode(ev), hub.direct, []
+            counts = [0, 0, 0]  # closed, queued, direct
             for sid, out in tuple(self.members.items()):  # emit below may await
                 if out is None:
                     await hub.sio.emit(ev.type, payload(ev), to=sid)  # rare: no outlet
-                elif not out.send(enc, direct=direct):
-                    gone.append(sid)  # closed: its disconnect handler is on its way
+                    continue
+                how = out.send(enc, direct=direct)
+                counts[how] += 1
+                if how == sio_fanout.CLOSED:
+                    gone.append(sid)  # its disconnect handler is on its way
             for sid in gone:
                 self.members.pop(sid, None)
+            if counts[sio_fanout.DIRECT]:
+                hub.on_delivered("direct", counts[sio_fanout.DIRECT])
+            if counts[sio_fanout.QUEUED]:
+                hub.on_delivered("queued", counts[sio_fanout.QUEUED])
         self._sent += 1
         if self._sent % _SLOW_CHECK_EVERY == 0:
             await self._drop_slow_members()
@@ -184,12 +193,14 @@ class SocketHub:
                  authorize: Callable[[dict[str, Any], Any], bool] = lambda _env, _auth: True,
                  has_room: Callable[[str], bool] = lambda _stream: True,
                  on_cut_off: Callable[[], None] = lambda: None,
-                 fanout: str = "direct") -> None:
+                 fanout: str = "direct",
+                 on_delivered: Callable[[str, int], None] = lambda _path, _n: None) -> None:
         if fanout not in FANOUT_MODES:
             raise ValueError(f"fanout must be one of {FANOUT_MODES}")
         if fanout != "emit" and not sio_fanout.install(sio):
             fanout = "queue"
         self.mode = fanout
+        self.on_delivered = on_delivered
         self.direct = fanout == "direct"
         self.sio = sio
         self.authorize = authorize
