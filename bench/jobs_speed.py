@@ -474,7 +474,8 @@ async def fanout_child(url: str, count: int, connect_concurrency: int, real: int
         return gone
 
     sem = asyncio.Semaphore(connect_concurrency)
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=60))
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=60),
+                                    connector=aiohttp.TCPConnector(limit=0))  # no pool cap
 
     async def connect(i: int) -> None:
         c: Any

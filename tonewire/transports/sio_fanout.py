@@ -164,6 +164,26 @@ class Outlet:
         return QUEUED
 
 
+    def cut_off(self) -> bool:
+        """Drop every packet waiting for this member and close its WebSocket connection at
+        once (the client sees the connection drop, reconnects and resumes with ``since``).
+        False if it has no WebSocket connection here: the caller disconnects it politely.
+
+        Only the transport is closed: engine.io and python-socketio then see the connection
+        end and clean up as for any dropped client. A polite ``disconnect`` would queue its
+        packet behind the backlog it is meant to free, and never be read by a stuck client.
+        """
+        proto = getattr(self.sock, _PROTO_ATTR, None)
+        if proto is None or proto.transport.is_closing():
+            return False
+        queue = self.sock.queue
+        while not queue.empty():
+            queue.get_nowait()
+            queue.task_done()
+        proto.transport.abort()
+        return True
+
+
 def outlet(sio: socketio.AsyncServer, sid: str) -> Outlet | None:
     """The outlet of a connected Socket.IO client (default namespace), or None."""
     try:

@@ -167,17 +167,19 @@ class RoomPump:
         await asyncio.sleep(0)  # fairness: pings, other rooms, the producer, between events
 
     async def _drop_slow_members(self) -> None:
-        """Disconnect members whose outgoing queue outgrew the buffer: a slow client must
-        not hold the server's memory; it reconnects and resumes with ``since``. (A member
-        served directly has at most the transport's high-water mark unsent before its
-        events go to the queue, so the queue is where falling behind shows.)"""
+        """Cut off members whose outgoing queue outgrew the buffer: a slow client must not
+        hold the server's memory; it reconnects and resumes with ``since``. (A member served
+        directly has at most the transport's high-water mark unsent before its events go to
+        the queue, so the queue is where falling behind shows.) Its backlog is dropped and
+        its connection closed at once (:meth:`Outlet.cut_off`)."""
         for sid, out in list(self.members.items()):
             queued = out.backlog() if out is not None else self.hub.queued_packets(sid)
             if queued > self.hub.buffer:
                 log.warning("disconnecting slow Socket.IO client %s on %s", sid, self.stream)
                 self.members.pop(sid, None)
                 self.hub.on_cut_off()
-                await self.hub.sio.disconnect(sid)
+                if out is None or not out.cut_off():
+                    await self.hub.sio.disconnect(sid)
 
 
 class SocketHub:
