@@ -68,7 +68,7 @@ def fresh(audio_dir: Path) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     # A small buffer, so that a client that stops reading falls behind it within one job.
-    with start_server(tmp_path_factory.mktemp("fanout"), workers=1,
+    with start_server(tmp_path_factory.mktemp("fanout"), workers=2,
                       subscriber_buffer=16) as s:
         yield s
 
@@ -138,10 +138,10 @@ async def test_frames_are_the_ones_python_socketio_sends(
     check_stream([(n, d) for n, d in events[2:]], job_id)
 
 
-async def _stalled_client(url: str, job_id: str) -> tuple[asyncio.StreamReader,
-                                                              asyncio.StreamWriter]:
-    """A Socket.IO client that subscribes and then never reads again (a small receive
-    buffer, so the server's side fills up soon)."""
+async def _stalled_client(url: str, job_ids: list[str]) -> tuple[asyncio.StreamReader,
+                                                                  asyncio.StreamWriter]:
+    """A Socket.IO client that subscribes to jobs and then never reads again (with a small
+    receive buffer; the server's kernel still takes a few MB before its writes back up)."""
     host, port = url.removeprefix("http://").split(":")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -162,7 +162,8 @@ async def _stalled_client(url: str, job_id: str) -> tuple[asyncio.StreamReader,
         return struct.pack("!BB", 0x81, 0x80 | len(data)) + mask + masked
 
     writer.write(frame("40"))
-    writer.write(frame("42" + json.dumps(["subscribe", {"job_id": job_id}])))
+    for job_id in job_ids:
+        writer.write(frame("42" + json.dumps(["subscribe", {"job_id": job_id}])))
     await writer.drain()
     return reader, writer
 
@@ -170,16 +171,19 @@ async def _stalled_client(url: str, job_id: str) -> tuple[asyncio.StreamReader,
 async def test_a_client_that_stops_reading_is_cut_off_and_the_others_carry_on(
         server: RunningServer, http: httpx.AsyncClient, long_wav: Path, fresh: Any) -> None:
     cut_before = await metric(http, "tonewire_subscribers_cut_off_total", transport="socketio")
-    job_id = await create_job(http, fresh(long_wav))
+    # About 2 MB of events each: more than the server's kernel buffers for one connection.
+    jobs = [await create_job(http, fresh(long_wav)) for _ in range(3)]
     async with sio_client(server.url, transports=WS) as a, \
             sio_client(server.url, transports=WS) as b:
-        await a.subscribe(job_id)
-        await b.subscribe(job_id)
-        reader, writer = await _stalled_client(server.url, job_id)
+        for job_id in jobs:
+            await a.subscribe(job_id)
+        await b.subscribe(jobs[0])
+        reader, writer = await _stalled_client(server.url, jobs)
         try:
-            full = await a.until_terminal(job_id, timeout=120.0)
-            assert await b.until_terminal(job_id, timeout=60.0) == full
-            check_stream(full, job_id)
+            fulls = [await a.until_terminal(job_id, timeout=180.0) for job_id in jobs]
+            assert await b.until_terminal(jobs[0], timeout=60.0) == fulls[0]
+            for job_id, full in zip(jobs, fulls, strict=True):
+                check_stream(full, job_id)
             assert await metric(http, "tonewire_subscribers_cut_off_total",
                                 transport="socketio") == cut_before + 1
             # Its connection was closed: reading what was sent before ends, without a hang.
@@ -191,6 +195,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_the_others_carry_on(
         finally:
             writer.close()
     # It comes back and resumes where it likes, with nothing missing or repeated.
+    job_id, full = jobs[-1], fulls[-1]
     k = len(full) // 2
     async with sio_client(server.url, transports=WS) as back:
         await back.subscribe(job_id, since=k)
