@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 JOB_TERMINAL: Final = frozenset({"complete", "error"})
 _MAX_SINCE: Final = 2**53
 _SLOW_CHECK_EVERY: Final = 16
-_ENCODED_KEPT: Final = 512  # encoded events a pump keeps for replays (newest)
+_ENCODED_KEPT: Final = 32  # newest encoded events a pump keeps (replays to a crowd joining)
 FANOUT_MODES: Final = ("direct", "queue", "emit")
 
 
