@@ -203,6 +203,17 @@ async def test_a_client_that_stops_reading_is_cut_off_and_the_others_carry_on(
     await wait_for_status(http, job_id, "complete")
 
 
+@pytest.mark.parametrize("n", [0, 1, 125, 126, 127, 65535, 65536, 300_000])
+async def test_ws_frame_is_websockets_own_unmasked_text_frame(n: int) -> None:
+    from websockets.frames import Frame, Opcode
+
+    from tonewire.transports.sio_fanout import ws_frame
+
+    text = ("a\u00e9" * n)[:n]
+    assert ws_frame(text) == Frame(Opcode.TEXT, text.encode()).serialize(mask=False,
+                                                                          extensions=[])
+
+
 async def test_unknown_fanout_mode_is_refused() -> None:
     from tonewire.transports.socketio_hub import SocketHub
 
