@@ -4,7 +4,10 @@ python-socketio's ``emit(room=...)`` encodes an event once, then creates one asy
 member, each of which queues the packet on the member's engine.io socket; each socket's writer
 task then wakes, and hands the packet to uvicorn, which frames it as a WebSocket message and
 writes it. At 500 members and ~115 events a second that is ~57 000 tasks, wake-ups and frames a
-second, about 65-90 us of server CPU per delivery on this project's machines.
+second, about 45-65 us of server CPU per delivery on this project's 2-core machines (about
+8 us the task per member, about 30 us the writer task and uvicorn's framing; see
+``bench/README.md``, "Fan-out: where the time went"). The path below costs about 10 us,
+most of it the ``send`` syscall.
 
 Here an event is encoded once per room into an :class:`Encoded`: the engine.io packet (for the
 members' queues) and, for WebSocket members, the finished WebSocket frame (server frames are not
@@ -27,6 +30,14 @@ connection (an uncompressed frame is still valid with deflate, but we keep to wh
 anything else uses the queue. The engine.io socket learns its uvicorn connection from
 :class:`TrackedWebSocket`, installed in place of engine.io's ASGI WebSocket wrapper by
 :func:`install`.
+
+What this relies on beyond public APIs, checked where it is used so that a change falls back
+to the queue (or, if the engine.io socket itself cannot be found, to ``emit``): engine.io's
+socket attributes ``queue``, ``closed``, ``closing``, ``upgraded``, ``upgrading`` and its
+writer's ``queue.get()`` (``asyncio.Queue._getters`` tells that it is parked); uvicorn's
+websockets-sansio protocol attributes ``transport``, ``writable`` (cleared while the transport
+is paused), ``close_sent``, ``disconnected`` and ``conn``. Pinned by the tests in
+``tests/test_socketio_fanout.py`` (same frames as ``emit``, order, cut-off, long-polling).
 """
 
 from __future__ import annotations
