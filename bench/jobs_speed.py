@@ -145,6 +145,7 @@ class Server:
     name: str
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
@@ -178,6 +179,7 @@ class Server:
             TONEWIRE_MAX_SUBSCRIBERS_PER_STREAM="100000",
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.env)
         for _attempt in range(3):
             self.port = free_port()
             with self.log_path.open("ab") as log:
@@ -344,8 +346,84 @@ async def part_ab(srv: Server, path: Path, repeat: int) -> dict[str, Any]:
 
 
 # -- (c) fan-out: the client processes -----------------------------------------------------------
-async def fanout_child(url: str, count: int, connect_concurrency: int) -> None:
-    """Child process: ``count`` clients; commands on stdin, JSON lines on stdout."""
+
+class LeanClient:
+    """A Socket.IO client in ~60 lines, for load: engine.io v4 / Socket.IO v5 over a WebSocket
+    (aiohttp, as python-socketio's client uses), the default namespace, no acks, no binary.
+
+    It receives and UTF-8-decodes every frame in full, answers pings, and reads each event's
+    name, ``job_id`` and ``seq`` from the text without decoding the JSON (the payload's ``seq``
+    is its last key): what a client must do to notice every event, at a fraction of
+    python-socketio's per-event cost (which decodes every payload, 284 KiB for ``complete``, and
+    starts a task per event). The same handlers as for python-socketio clients record what it
+    gets, so both kinds are checked alike; python-socketio clients are kept beside them
+    (``--real-clients``) to show that the library's own client gets the same stream.
+    """
+
+    def __init__(self, session: Any, on_event: Callable[..., Awaitable[None]],
+                 on_gone: Callable[..., Awaitable[None]]) -> None:
+        self.session, self.on_event, self.on_gone = session, on_event, on_gone
+        self.ws: Any = None
+        self.reader: asyncio.Task[None] | None = None
+
+    async def connect(self, url: str, **_kw: Any) -> None:
+        ws_url = url.replace("http://", "ws://", 1) + "/socket.io/?EIO=4&transport=websocket"
+        self.ws = await self.session.ws_connect(ws_url, autoping=True, max_msg_size=0,
+                                                compress=0)
+        opened = await self.ws.receive_str(timeout=60)
+        if not opened.startswith("0"):
+            raise RuntimeError(f"no engine.io open packet: {opened[:80]!r}")
+        await self.ws.send_str("40")
+        self.reader = asyncio.create_task(self._read())
+
+    async def emit(self, event: str, data: Any) -> None:
+        await self.ws.send_str("42" + json.dumps([event, data], separators=(",", ":")))
+
+    async def disconnect(self) -> None:
+        if self.ws is not None and not self.ws.closed:
+            with contextlib.suppress(Exception):
+                await self.ws.send_str("41")
+            await self.ws.close()
+        if self.reader is not None:
+            await asyncio.gather(self.reader, return_exceptions=True)
+
+    async def _read(self) -> None:
+        import aiohttp
+
+        ws = self.ws
+        try:
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                text: str = msg.data
+                if text == "2":
+                    await ws.send_str("3")
+                elif text.startswith('42["'):
+                    end = text.index('"', 4)
+                    event = text[4:end]
+                    info: dict[str, Any] = {}
+                    j = text.find('"job_id":"', end)
+                    if j >= 0:
+                        j += 10
+                        info["job_id"] = text[j:text.index('"', j)]
+                    k = text.rfind('"seq":')
+                    if k >= 0:
+                        info["seq"] = int(text[k + 6:text.index("}", k)])
+                    await self.on_event(event, info)
+                elif text.startswith("41") or text == "1":  # server disconnect / close
+                    break
+        finally:
+            if not ws.closed:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+            await self.on_gone()
+
+
+async def fanout_child(url: str, count: int, connect_concurrency: int, real: int) -> None:
+    """Child process: ``count`` clients, the first ``real`` of them python-socketio
+    ``AsyncClient``s and the others :class:`LeanClient`s; commands on stdin, JSON lines on
+    stdout."""
+    import aiohttp
     import socketio
 
     def say(obj: dict[str, Any]) -> None:
@@ -396,11 +474,17 @@ async def fanout_child(url: str, count: int, connect_concurrency: int) -> None:
         return gone
 
     sem = asyncio.Semaphore(connect_concurrency)
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=60),
+                                    connector=aiohttp.TCPConnector(limit=0))  # no pool cap
 
     async def connect(i: int) -> None:
-        c = socketio.AsyncClient(reconnection=False)
-        c.on("*", handler(i))
-        c.on("disconnect", on_disconnect(i))
+        c: Any
+        if i < real:
+            c = socketio.AsyncClient(reconnection=False)
+            c.on("*", handler(i))
+            c.on("disconnect", on_disconnect(i))
+        else:
+            c = LeanClient(session, handler(i), on_disconnect(i))
         async with sem:
             await c.connect(url, transports=["websocket"], wait_timeout=60)
         clients[i] = c
@@ -454,7 +538,8 @@ async def fanout_child(url: str, count: int, connect_concurrency: int) -> None:
                 return_exceptions=True,
             )
             gc.enable()
-            say({"records": [records[i] for i in active], "problems": problems[:20],
+            say({"records": [records[i] for i in active], "real": [i < real for i in active],
+                 "problems": problems[:20],
                  "lost_at": sorted(t for i, t in lost.items() if i in run["active"]),
                  "lost_before": n - len(active), "reconnected": len(relost)})
     finally:
@@ -462,22 +547,26 @@ async def fanout_child(url: str, count: int, connect_concurrency: int) -> None:
             await asyncio.wait_for(asyncio.gather(
                 *(c.disconnect() for c in clients if c is not None), return_exceptions=True
             ), 20.0)
+        await session.close()
 
 
 class ClientProcs:
     """The client processes of (c), driven over their stdin/stdout."""
 
-    def __init__(self, url: str, total: int, procs: int) -> None:
+    def __init__(self, url: str, total: int, procs: int, real: int) -> None:
         self.counts = [total // procs + (1 if i < total % procs else 0) for i in range(procs)]
+        real = min(real, total)
+        reals = [real // procs + (1 if i < real % procs else 0) for i in range(procs)]
         self.procs = [
             subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), "--fanout-child", url, str(n)],
+                [sys.executable, str(Path(__file__).resolve()), "--fanout-child", url, str(n),
+                 str(min(r, n))],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
                 cwd=ROOT,
             )
-            for n in self.counts
+            for n, r in zip(self.counts, reals, strict=True)
             if n > 0
         ]
 
@@ -564,13 +653,16 @@ async def fanout_run(
     n_chunks = sum(1 for typ, _ in times.values() if typ == "chunk")
     complete_seq = next((s for s, (typ, _) in times.items() if typ == "complete"), None)
     records = [rec for r in replies for rec in r["records"]]
+    real = [flag for r in replies for flag in r["real"]]
     complete_ok = sum(1 for rec in records if sorted(s for s, _ in rec) == expected)
     first_recv: dict[int, float] = {}
     for rec in records:
         for seq, t in rec:
             first_recv[seq] = min(t, first_recv.get(seq, t))
     spread, e2e, complete_lag, delivered = [], [], [], 0
-    for rec in records:
+    real_e2e: list[float] = []
+    lean_e2e: list[float] = []
+    for rec, is_real in zip(records, real, strict=True):
         for seq, t in rec:
             if t >= t_start:
                 delivered += 1
@@ -578,6 +670,7 @@ async def fanout_run(
             if typ == "chunk":
                 spread.append(t - first_recv[seq])
                 e2e.append(t - ts)
+                (real_e2e if is_real else lean_e2e).append(t - ts)
             elif seq == complete_seq:
                 complete_lag.append(t - ts)
     problems = [p for r in replies for p in r["problems"]]
@@ -602,17 +695,25 @@ async def fanout_run(
         "spread_p99": pct(spread, 99),
         "e2e_p50": pct(e2e, 50),
         "e2e_p99": pct(e2e, 99),
+        "real_clients": sum(real),
+        "real_every_event": sum(1 for rec, is_real in zip(records, real, strict=True)
+                                if is_real and sorted(s for s, _ in rec) == expected),
+        "real_e2e_p50": pct(real_e2e, 50),
+        "real_e2e_p99": pct(real_e2e, 99),
+        "lean_e2e_p50": pct(lean_e2e, 50),
+        "lean_e2e_p99": pct(lean_e2e, 99),
         "complete_p50": pct(complete_lag, 50),
         "complete_max": max(complete_lag, default=0.0),
         "complete_bytes": len(analysis.content) if analysis.status_code == 200 else None,
     }
 
 
-async def part_c(srv: Server, path: Path, repeat: int, clients: int, procs: int) -> dict[str, Any]:
+async def part_c(srv: Server, path: Path, repeat: int, clients: int, procs: int,
+                 real: int) -> dict[str, Any]:
     import httpx
 
     data = path.read_bytes()
-    cp = ClientProcs(srv.url, clients, procs)
+    cp = ClientProcs(srv.url, clients, procs, real)
     try:
         hello = await cp.read_all(360.0)
         connected = sum(h["connected"] for h in hello)
@@ -656,6 +757,10 @@ async def part_c(srv: Server, path: Path, repeat: int, clients: int, procs: int)
         "spread_p99",
         "e2e_p50",
         "e2e_p99",
+        "real_e2e_p50",
+        "real_e2e_p99",
+        "lean_e2e_p50",
+        "lean_e2e_p99",
         "complete_p50",
         "complete_max",
         "cpu_s",
@@ -670,6 +775,8 @@ async def part_c(srv: Server, path: Path, repeat: int, clients: int, procs: int)
     out["single_e2e_p99"] = median([r["single"]["e2e_p99"] for r in runs])
     out["complete_bytes"] = runs[0]["complete_bytes"] if runs else None
     out["every_event"] = min(r["clients_with_every_event"] for r in runs)
+    out["real_clients"] = runs[0]["real_clients"] if runs else 0
+    out["real_every_event"] = min(r["real_every_event"] for r in runs)
     out["lost"] = max(r["lost"] for r in runs)
     out["clean"] = all(r["clean_start"] and r["single"]["clean_start"] for r in runs)
     out["problems"] = [p for r in runs for p in r["problems"]][:10]
@@ -851,22 +958,28 @@ def report(res: dict[str, Any], header: list[str]) -> str:
             f"    upload, POST round trip           {ms(ab['upload_s'])}  (not in the above)",
             "",
         ]
-    if "c" in res:
-        c = res["c"]
-        lost_note = (f"   (worst run: {c['lost']} clients dropped their connection: no server "
-                     "ping got through for 30 s)" if c["lost"] else "")
+    for mode, c in res.get("c", {}).items():
+        lost_note = (f"   (worst run: {c['lost']} clients dropped their connection)"
+                     if c["lost"] else "")
         early_note = "" if c["clean"] else "   (WARNING: the job began before all subscribed)"
         lines += [
-            f"(c) fan-out: {c['connected']} Socket.IO clients (websocket) in {c['procs']} "
-            f"processes, 1 worker, median of {len(c['runs'])} runs",
+            f"(c) fan-out, TONEWIRE_SOCKETIO_FANOUT={mode}: {c['connected']} Socket.IO clients "
+            f"(websocket; {c['real_clients']} python-socketio, the rest lean) in {c['procs']} "
+            f"processes, 1 worker, median of {len(c['runs'])} runs; load after "
+            f"{c['load'][0]:.2f} {c['load'][1]:.2f} {c['load'][2]:.2f}",
             f"    clients with every event          {c['every_event']}/{c['clients']}"
-            f"{lost_note}{early_note}",
+            f" (python-socketio {c['real_every_event']}/{c['real_clients']}){lost_note}"
+            f"{early_note}",
             f"    chunk lag vs first receiver       p50 {ms(c['spread_p50'])}  p99 "
             f"{ms(c['spread_p99'])}   target p99 < {TARGET_FANOUT_P99_S * 1e3:.0f} ms   "
             f"{ok(c['spread_p99'] < TARGET_FANOUT_P99_S)}",
             f"    chunk lag vs server append (ts)   p50 {ms(c['e2e_p50'])}  p99 "
             f"{ms(c['e2e_p99'])}   target p99 < {TARGET_FANOUT_P99_S * 1e3:.0f} ms   "
             f"{ok(c['e2e_p99'] < TARGET_FANOUT_P99_S)}",
+            f"      python-socketio clients only    p50 {ms(c['real_e2e_p50'])}  p99 "
+            f"{ms(c['real_e2e_p99'])}",
+            f"      lean clients only               p50 {ms(c['lean_e2e_p50'])}  p99 "
+            f"{ms(c['lean_e2e_p99'])}",
             f"    same, 1 subscriber                p50 {ms(c['single_e2e_p50'])}  p99 "
             f"{ms(c['single_e2e_p99'])}",
             f"    complete ({(c['complete_bytes'] or 0) / 1024:.0f} KiB analysis) lag  p50 "
@@ -899,17 +1012,24 @@ def report(res: dict[str, Any], header: list[str]) -> str:
 # -- main ----------------------------------------------------------------------------------------
 async def run_all(args: argparse.Namespace, path: Path, workdir: Path) -> dict[str, Any]:
     res: dict[str, Any] = {}
-    if "a" in args.parts or "b" in args.parts or "c" in args.parts:
+    if "a" in args.parts or "b" in args.parts:
         srv = Server(workdir, workers=1, name="one-worker").start()
         try:
-            if "a" in args.parts or "b" in args.parts:
-                res["ab"] = await part_ab(srv, path, args.repeat)
-            if "c" in args.parts:
-                res["c"] = await part_c(
-                    srv, path, args.fanout_repeat, args.clients, args.client_procs
-                )
+            res["ab"] = await part_ab(srv, path, args.repeat)
         finally:
             srv.stop()
+    if "c" in args.parts:
+        res["c"] = {}
+        for mode in [m.strip() for m in args.fanout_modes.split(",") if m.strip()]:
+            srv = Server(workdir, workers=1, name=f"fanout-{mode}",
+                         env={"TONEWIRE_SOCKETIO_FANOUT": mode}).start()
+            try:
+                one = await part_c(srv, path, args.fanout_repeat, args.clients,
+                                   args.client_procs, args.real_clients)
+                one["load"] = os.getloadavg()
+                res["c"][mode] = one
+            finally:
+                srv.stop()
     if "d" in args.parts:
         srv = Server(workdir, workers=2, name="two-workers").start()
         try:
@@ -941,11 +1061,26 @@ def main() -> None:
     ap.add_argument("--file", type=Path, help="benchmark this mp3 instead of the fixture")
     ap.add_argument("--json", type=Path, help="also write every measurement here")
     ap.add_argument("--keep", action="store_true", help="keep the servers' data and logs")
-    ap.add_argument("--fanout-child", nargs=2, metavar=("URL", "N"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--real-clients",
+        type=int,
+        default=50,
+        help="how many of the (c) clients are python-socketio AsyncClients; the others are "
+        "lean clients (LeanClient: same protocol, no JSON decoding), so that the clients do "
+        "not out-use the server on a small machine. --real-clients 500: all of them",
+    )
+    ap.add_argument(
+        "--fanout-modes",
+        default="direct",
+        help="comma-separated TONEWIRE_SOCKETIO_FANOUT values for (c), each on its own server "
+        "in this run, e.g. emit,direct to compare python-socketio's emit with the direct path",
+    )
+    ap.add_argument("--fanout-child", nargs=3, metavar=("URL", "N", "REAL"),
+                    help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.fanout_child:
-        url, n = args.fanout_child
-        run_loop(fanout_child(url, int(n), connect_concurrency=25))
+        url, n, real = args.fanout_child
+        run_loop(fanout_child(url, int(n), connect_concurrency=25, real=int(real)))
         return
     if args.quick:
         args.repeat, args.fanout_repeat = 2, 1

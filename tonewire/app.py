@@ -113,6 +113,8 @@ def create_app(settings: Settings | None = None) -> Any:
         # None: same origin only; otherwise the explicit list, as for HTTP.
         cors_allowed_origins=settings.cors_origins or None,
         logger=False, engineio_logger=False,
+        ping_interval=settings.socketio_ping_interval_s,
+        ping_timeout=settings.socketio_ping_timeout_s,
     )
     live = LiveAnalysis(settings)
     sessions = SessionService(store=store, log=stream_log, classifiers=live.classifier,
@@ -140,7 +142,9 @@ def create_app(settings: Settings | None = None) -> Any:
     hub = SocketHub(sio, stream_log, buffer=settings.subscriber_buffer, resolve=resolve,
                     terminal=JOB_TERMINAL | SESSION_TERMINAL, authorize=authorize,
                     has_room=limits.follower_room,
-                    on_cut_off=metrics.subscribers_cut_off.labels("socketio").inc)
+                    on_cut_off=metrics.subscribers_cut_off.labels("socketio").inc,
+                    fanout=settings.socketio_fanout,
+                    on_delivered=lambda path, n: metrics.socketio_deliveries.labels(path).inc(n))
     sessions.member_count = hub.member_count  # the reaper counts Socket.IO followers too
     stopping = asyncio.Event()
     services = Services(settings=settings, store=store, bus=bus, log=stream_log, pool=pool,

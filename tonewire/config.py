@@ -69,6 +69,15 @@ class Settings(BaseSettings):
     subscriber_buffer: int = Field(default=2048, ge=16,
                                    description="events a subscriber may fall behind")
     sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    socketio_ping_interval_s: float = Field(
+        default=25.0, gt=0, description="engine.io ping interval (its default)")
+    socketio_ping_timeout_s: float = Field(
+        default=60.0, gt=0, description="engine.io: how long a ping may wait for its pong; "
+        "clients allow interval + timeout (python: max of the two + 5 s) without a packet, so "
+        "a client busy reading a burst is not dropped (engine.io's default is 20 s)")
+    socketio_fanout: Literal["direct", "queue", "emit"] = Field(
+        default="direct", description="room fan-out: direct (pre-framed writes), queue "
+        "(pre-encoded packets on engine.io queues), emit (python-socketio's emit; to compare)")
     max_subscribers_per_stream: int = Field(
         default=1000, ge=1, description="SSE + Socket.IO followers of one job or session")
 

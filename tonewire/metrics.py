@@ -34,6 +34,10 @@ class Metrics:
             "tonewire_subscribers_cut_off",
             "Subscribers cut off for falling behind their buffer (the events stay in the "
             "log; the subscriber resumes from its last seq)", ["transport"], registry=r)
+        self.socketio_deliveries = Counter(
+            "tonewire_socketio_deliveries",
+            "Socket.IO room deliveries by path: direct (pre-framed write), queued (engine.io "
+            "queue), emit (python-socketio)", ["path"], registry=r)
         self.windows_dropped = Counter(
             "tonewire_live_windows_dropped",
             "Live analysis windows dropped because analysis fell behind", registry=r)

@@ -3,8 +3,10 @@
 One :class:`RoomPump` per followed stream in this process is the room's only sender, so the
 order of events is the stream's order. A new subscriber is admitted by the pump itself: it
 replays the log from the subscriber's ``since`` up to what the room has already been sent,
-then joins the room, with no await in between that could let an event slip past. Live events
-go to the room once, not to each client in a loop.
+then joins the room, with no await in between that could let an event slip past. Each event
+is encoded once per room (:mod:`tonewire.transports.sio_fanout`) and handed to each member's
+connection without a task or coroutine per member; the pump yields to the event loop after
+each event, so pings, other rooms and the job's own writes are served between events.
 
 Client events: ``subscribe {job_id, since?}`` -> ``subscribed {job_id}`` then the stream's
 ``progress``/``chunk``/``complete``/``error`` events (each with its ``seq`` and ``job_id``);
@@ -24,6 +26,8 @@ import socketio
 from tonewire.streams.bus import SubscriberOverflow
 from tonewire.streams.event import StreamEvent
 from tonewire.streams.log import StreamLog
+from tonewire.transports import sio_fanout
+from tonewire.transports.sio_fanout import Encoded, Outlet
 from tonewire.transports.sse import payload
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,8 @@ log = logging.getLogger(__name__)
 JOB_TERMINAL: Final = frozenset({"complete", "error"})
 _MAX_SINCE: Final = 2**53
 _SLOW_CHECK_EVERY: Final = 16
+_ENCODED_KEPT: Final = 32  # newest encoded events a pump keeps (replays to a crowd joining)
+FANOUT_MODES: Final = ("direct", "queue", "emit")
 
 
 class RoomPump:
@@ -40,7 +46,8 @@ class RoomPump:
         self.hub = hub
         self.stream = stream
         self.room = stream
-        self.members: set[str] = set()
+        self.members: dict[str, Outlet | None] = {}  # None: reach it through sio.emit
+        self._encoded: dict[int, Encoded] = {}
         self._joins: list[tuple[str, int]] = []
         self._wake = asyncio.Event()
         self._sent = 0
@@ -55,7 +62,7 @@ class RoomPump:
         self._wake.set()
 
     async def remove(self, sid: str) -> None:
-        self.members.discard(sid)
+        self.members.pop(sid, None)
         self._joins = [(s, since) for s, since in self._joins if s != sid]
         with contextlib.suppress(KeyError, ValueError):  # already gone from the server
             await self.hub.sio.leave_room(sid, self.room)
@@ -96,15 +103,19 @@ class RoomPump:
         while True:
             while self._joins:  # includes anyone who subscribed while the end was sent
                 sid, since = self._joins.pop(0)
+                out = self.hub.outlet(sid)
                 try:
                     for ev in await logs.read(self.stream, after=since):
                         if ev.seq > cursor:
                             break
-                        await sio.emit(ev.type, payload(ev), to=sid)
+                        if out is None:
+                            await sio.emit(ev.type, payload(ev), to=sid)
+                        elif not out.send(self._encode(ev), direct=self.hub.direct):
+                            raise KeyError(sid)  # closed
                     await sio.enter_room(sid, self.room)
                 except (KeyError, ValueError):  # it left before its replay: skip it only
                     continue
-                self.members.add(sid)
+                self.members[sid] = out
             if ended or not self.members:
                 self.hub.pump_done(self)  # before any await: a new subscriber makes a new pump
                 return True
@@ -120,21 +131,55 @@ class RoomPump:
             cursor = ev.seq
             ended = ev.type in self.hub.terminal  # nothing follows it
 
+    def _encode(self, ev: StreamEvent) -> Encoded:
+        enc = self._encoded.get(ev.seq)
+        if enc is None:
+            enc = self._encoded[ev.seq] = Encoded(ev.type, payload(ev))
+            if len(self._encoded) > _ENCODED_KEPT:
+                del self._encoded[next(iter(self._encoded))]  # the oldest
+        return enc
+
     async def _deliver(self, ev: StreamEvent) -> None:
-        await self.hub.sio.emit(ev.type, payload(ev), room=self.room)
+        hub = self.hub
+        if hub.mode == "emit":
+            await hub.sio.emit(ev.type, payload(ev), room=self.room)
+            hub.on_delivered("emit", len(self.members))
+        else:
+            enc, direct, gone = self._encode(ev), hub.direct, []
+            counts = [0, 0, 0]  # closed, queued, direct
+            for sid, out in tuple(self.members.items()):  # emit below may await
+                if out is None:
+                    await hub.sio.emit(ev.type, payload(ev), to=sid)  # rare: no outlet
+                    continue
+                how = out.send(enc, direct=direct)
+                counts[how] += 1
+                if how == sio_fanout.CLOSED:
+                    gone.append(sid)  # its disconnect handler is on its way
+            for sid in gone:
+                self.members.pop(sid, None)
+            if counts[sio_fanout.DIRECT]:
+                hub.on_delivered("direct", counts[sio_fanout.DIRECT])
+            if counts[sio_fanout.QUEUED]:
+                hub.on_delivered("queued", counts[sio_fanout.QUEUED])
         self._sent += 1
         if self._sent % _SLOW_CHECK_EVERY == 0:
             await self._drop_slow_members()
+        await asyncio.sleep(0)  # fairness: pings, other rooms, the producer, between events
 
     async def _drop_slow_members(self) -> None:
-        """Disconnect members whose outgoing queue outgrew the buffer: a slow client must
-        not hold the server's memory; it reconnects and resumes with ``since``."""
-        for sid in list(self.members):
-            if self.hub.queued_packets(sid) > self.hub.buffer:
+        """Cut off members whose outgoing queue outgrew the buffer: a slow client must not
+        hold the server's memory; it reconnects and resumes with ``since``. (A member served
+        directly has at most the transport's high-water mark unsent before its events go to
+        the queue, so the queue is where falling behind shows.) Its backlog is dropped and
+        its connection closed at once (:meth:`Outlet.cut_off`)."""
+        for sid, out in list(self.members.items()):
+            queued = out.backlog() if out is not None else self.hub.queued_packets(sid)
+            if queued > self.hub.buffer:
                 log.warning("disconnecting slow Socket.IO client %s on %s", sid, self.stream)
-                self.members.discard(sid)
+                self.members.pop(sid, None)
                 self.hub.on_cut_off()
-                await self.hub.sio.disconnect(sid)
+                if out is None or not out.cut_off():
+                    await self.hub.sio.disconnect(sid)
 
 
 class SocketHub:
@@ -149,7 +194,16 @@ class SocketHub:
                  terminal: frozenset[str] = JOB_TERMINAL,
                  authorize: Callable[[dict[str, Any], Any], bool] = lambda _env, _auth: True,
                  has_room: Callable[[str], bool] = lambda _stream: True,
-                 on_cut_off: Callable[[], None] = lambda: None) -> None:
+                 on_cut_off: Callable[[], None] = lambda: None,
+                 fanout: str = "direct",
+                 on_delivered: Callable[[str, int], None] = lambda _path, _n: None) -> None:
+        if fanout not in FANOUT_MODES:
+            raise ValueError(f"fanout must be one of {FANOUT_MODES}")
+        if fanout != "emit" and not sio_fanout.install(sio):
+            fanout = "queue"
+        self.mode = fanout
+        self.on_delivered = on_delivered
+        self.direct = fanout == "direct"
         self.sio = sio
         self.authorize = authorize
         self.has_room = has_room
@@ -239,6 +293,9 @@ class SocketHub:
         for sid in list(self.following):
             with contextlib.suppress(KeyError, ValueError):
                 await self.sio.disconnect(sid)
+
+    def outlet(self, sid: str) -> Outlet | None:
+        return None if self.mode == "emit" else sio_fanout.outlet(self.sio, sid)
 
     def queued_packets(self, sid: str) -> int:
         """Packets waiting in a client's engine.io queue (0 if unknown)."""
