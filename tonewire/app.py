@@ -28,7 +28,7 @@ from tonewire.sessions.classifier import Classifier, SidecarClassifier
 from tonewire.sessions.model import SessionOptions
 from tonewire.sessions.service import SESSION_TERMINAL, SessionService
 from tonewire.store.database import Store
-from tonewire.streams.bus import MemoryBus, bus_from_url
+from tonewire.streams.bus import Bus, bus_from_url
 from tonewire.streams.log import StreamLog
 from tonewire.transports.errors import install_error_handlers
 from tonewire.transports.http_jobs import job_resolver
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 class Services:
     settings: Settings
     store: Store
-    bus: MemoryBus
+    bus: Bus
     log: StreamLog
     pool: WorkerPool
     jobs: JobService

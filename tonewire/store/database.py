@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tonewire.store import schema
+from tonewire.store.migrations import migrate
 from tonewire.streams.event import StreamEvent
 
 
@@ -31,11 +32,19 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{data_dir / 'tonewire.db'}"
 
 
+def engine_url(url: str) -> str:
+    """The SQLAlchemy URL with its async driver: ``postgresql://`` means asyncpg."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+asyncpg://" + url.removeprefix(plain)
+    return url
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=5000")  # first: switching to WAL may wait for a lock
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes, fast
-    cur.execute("PRAGMA busy_timeout=5000")
     cur.close()
 
 
@@ -48,14 +57,15 @@ class Store:
         self.url = url
         self._writes: asyncio.Queue[tuple[WriteOp, asyncio.Future[None]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        self.engine: AsyncEngine = create_async_engine(url)
+        # pre-ping: a networked database may have restarted since a connection was pooled.
+        self.engine: AsyncEngine = create_async_engine(
+            engine_url(url), pool_pre_ping=not url.startswith("sqlite"))
         if url.startswith("sqlite"):
             sync: Engine = self.engine.sync_engine
             event.listen(sync, "connect", _sqlite_pragmas)
 
     async def start(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(schema.metadata.create_all)
+        await migrate(self.engine)
         self._writer = asyncio.create_task(self._write_forever(), name="store-writer")
 
     async def close(self) -> None:

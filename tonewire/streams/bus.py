@@ -44,6 +44,13 @@ class Subscription:
                 self._queue.get_nowait()
             self._queue.put_nowait(event)  # wakes a waiting reader, which then sees overflow
 
+    def cut_off(self) -> None:
+        """Mark the subscriber as fallen behind (a networked bus lost its connection and may
+        have missed events): its reader raises :class:`SubscriberOverflow` and resumes from
+        the log."""
+        self.overflowed = True
+        self.nudge()
+
     def nudge(self) -> None:
         """Wake the reader without an event (``get`` returns ``None``)."""
         with contextlib.suppress(asyncio.QueueFull):  # full: events will wake the reader
@@ -61,7 +68,6 @@ class Subscription:
         if self.overflowed:
             raise SubscriberOverflow(f"subscriber to {self.stream} fell behind")
         return event
-
 
 
 class Bus(Protocol):
@@ -97,6 +103,12 @@ class MemoryBus:
     def subscriber_count(self, stream: str) -> int:
         return len(self._subs.get(stream, ()))
 
+    def cut_off_all(self) -> None:
+        """Cut off every subscriber (each resumes from the log): events may have been lost."""
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                sub.cut_off()
+
     @asynccontextmanager
     async def subscribe(self, stream: str, *, maxsize: int = 1024
                         ) -> AsyncIterator[Subscription]:
@@ -112,8 +124,13 @@ class MemoryBus:
                     del self._subs[stream]
 
 
-def bus_from_url(url: str) -> MemoryBus:
-    """The bus for a URL: ``memory://`` (default). Other schemes arrive with scale-out."""
+def bus_from_url(url: str, *, namespace: str = "tonewire") -> Bus:
+    """The bus for a URL: ``memory://`` (default, one process) or ``redis://`` /
+    ``rediss://`` (between processes; ``namespace`` prefixes its channels)."""
     if url.startswith("memory://"):
         return MemoryBus()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from tonewire.streams.redis_bus import RedisBus  # lazy: the default install has no redis
+
+        return RedisBus(url, namespace=namespace)
     raise TonewireError(f"unsupported bus URL {url!r}", code="INVALID_SETTING")

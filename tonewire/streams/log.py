@@ -1,5 +1,13 @@
 """The stream log: append (persist, then publish) and follow (replay, then live).
 
+One appender per stream at a time, by ownership: a job's stream is appended by the process
+running the job, a live session's by the node holding its ingest. The counter of next seqs is
+that ownership, cached in-process; a process taking a stream over (:meth:`StreamLog.take`)
+continues from the store's last seq, and a process handing one off forgets its counter. The
+store's primary key ``(stream, seq)`` is the fence: an appender that lost its ownership
+without knowing (a stalled worker whose job was retried elsewhere) gets
+:class:`StreamConflict` instead of writing a seq twice.
+
 ``follow`` is where "no gap, no duplicate" is made true: it subscribes to the bus *before*
 reading the log, so every event is either in what it read or arrives on the bus afterwards;
 bus events at or below what was already yielded are skipped, and a jump in ``seq`` (an event
@@ -12,9 +20,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
+from tonewire.errors import TonewireError
 from tonewire.store.database import Store
 from tonewire.streams.bus import Bus
 from tonewire.streams.event import StreamEvent
+
+
+class StreamConflict(TonewireError):
+    """Another process appended to this stream: this one no longer owns it."""
+
+    code = "STREAM_CONFLICT"
 
 
 class StreamLog:
@@ -47,6 +64,10 @@ class StreamLog:
         self._next_seq[stream] = seq + len(events)
         try:
             await self.store.append_events(events, **also)
+        except IntegrityError as exc:
+            self._next_seq.pop(stream, None)
+            raise StreamConflict(f"seq {seq} of {stream} was taken by another process"
+                                 ) from exc
         except Exception:
             self._next_seq.pop(stream, None)
             raise
@@ -54,8 +75,17 @@ class StreamLog:
             await self.bus.publish(ev)
         return events
 
+    async def take(self, stream: str) -> int:
+        """Become the stream's appender: continue from the store's last seq (returned), never
+        from a counter cached before another process appended."""
+        async with self._cold:
+            last = await self.store.last_seq(stream)
+            self._next_seq[stream] = last + 1
+        return last
+
     def forget(self, stream: str) -> None:
-        """Drop the cached counter of a stream that has ended or been deleted."""
+        """Drop the cached counter of a stream that has ended, been deleted, or been handed
+        to another process (a queued job, a session whose ingest moved)."""
         self._next_seq.pop(stream, None)
 
     async def read(self, stream: str, *, after: int = 0, limit: int | None = None
