@@ -14,11 +14,13 @@ needs data rewrites or downgrades.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Final
 
 from sqlalchemy import Column, Integer, MetaData, Table, inspect, select, text, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tonewire.store import schema
@@ -27,6 +29,7 @@ _version_meta = MetaData()
 version_table = Table("tonewire_schema", _version_meta,
                       Column("version", Integer, nullable=False))
 
+_ATTEMPTS: Final = 5
 _LOCK_KEY: Final = 0x746F6E65  # "tone": the advisory lock all tonewire nodes agree on
 
 
@@ -63,6 +66,19 @@ def _upgrade(conn: Connection) -> int:
 
 async def migrate(engine: AsyncEngine) -> int:
     """Run the pending migrations; returns the version the database had."""
+    for attempt in range(_ATTEMPTS):
+        try:
+            return await _migrate_once(engine)
+        except OperationalError:
+            # SQLite: another process switching the file to WAL can refuse us the lock
+            # without waiting; it is done in a moment.
+            if engine.dialect.name != "sqlite" or attempt == _ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+async def _migrate_once(engine: AsyncEngine) -> int:
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
