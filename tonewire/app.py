@@ -21,6 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from tonewire import __version__
 from tonewire.config import Settings
 from tonewire.jobs.pool import WorkerPool
+from tonewire.jobs.queue import JobQueue, queue_from_url
 from tonewire.jobs.service import JobLimits, JobService
 from tonewire.sessions.batcher import WindowBatcher
 from tonewire.sessions.builtin import BuiltinClassifier, forget_sessions, speech_batch
@@ -79,17 +80,24 @@ class LiveAnalysis:
         return BuiltinClassifier(session_id, options, batcher=self.batcher)
 
 
+def queue_from_settings(settings: Settings) -> JobQueue:
+    return queue_from_url(settings.queue_url, namespace=settings.namespace,
+                          consume=settings.run_jobs, concurrency=settings.workers,
+                          lease_s=settings.job_lease_s)
+
+
 def create_app(settings: Settings | None = None) -> Any:
     """The ASGI application: Socket.IO at ``/socket.io/``, everything else FastAPI."""
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.resolved_database_url())
-    bus = bus_from_url(settings.bus_url)
+    bus = bus_from_url(settings.bus_url, namespace=settings.namespace)
     stream_log = StreamLog(store, bus)
     pool = WorkerPool(settings.workers)
     jobs = JobService(store=store, log=stream_log, pool=pool,
                       options=settings.analysis_options(),
-                      limits=JobLimits(max_duration_s=settings.max_duration_s))
+                      limits=JobLimits(max_duration_s=settings.max_duration_s),
+                      queue=queue_from_settings(settings), max_attempts=settings.job_max_attempts)
     sio = socketio.AsyncServer(
         async_mode="asgi",
         # None: same origin only; otherwise the explicit list, as for HTTP.
@@ -118,7 +126,8 @@ def create_app(settings: Settings | None = None) -> Any:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await store.start()
         await bus.start()
-        await pool.start()
+        if settings.run_jobs:  # a server that only serves needs no analysis processes
+            await pool.start()
         live.start()
         await jobs.start()
         await sessions.start()

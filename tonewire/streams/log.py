@@ -80,7 +80,8 @@ class StreamLog:
         from a counter cached before another process appended."""
         async with self._cold:
             last = await self.store.last_seq(stream)
-            self._next_seq[stream] = last + 1
+            # Seqs this process reserved for writes still committing count as taken.
+            self._next_seq[stream] = max(last + 1, self._next_seq.get(stream, 0))
         return last
 
     def forget(self, stream: str) -> None:
