@@ -1,0 +1,134 @@
+"""Past one machine, for real: ``tonewire serve`` and ``tonewire worker`` processes on loopback
+sharing a Redis (bus and job queue) and a PostgreSQL database (store).
+
+The main test runs two servers that only serve and two workers, submits jobs to one server,
+follows them on both (Socket.IO on one, SSE on the other), kills a worker with SIGKILL in the
+middle of a job, and checks that every stream is complete and gap-free on both servers: the
+job is retried by the other worker, its stream continuing from the store without a duplicated
+segment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from backends import Backend, scale_backend
+from cluster import start_worker
+from server import (
+    Events,
+    check_stream,
+    collect_sse,
+    create_job,
+    sio_client,
+    start_server,
+    variant,
+    wait_for_status,
+    wait_until,
+    write_long_wav,
+    write_music,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[Backend]:
+    async with scale_backend() as be:
+        yield be
+
+
+def _settings(be: Backend, **more: Any) -> dict[str, Any]:
+    return {**be.settings(), "queue_url": be.bus_url, "workers": 1, "job_lease_s": 2,
+            **more}
+
+
+async def test_two_servers_two_workers_one_killed_mid_job(
+        backend: Backend, tmp_path: Path) -> None:
+    long = write_long_wav(tmp_path / "long.wav", 8)  # about 2 s of analysis per job
+    inputs = [variant(long, tmp_path / f"job{i}.wav", i) for i in range(3)]
+    env = _settings(backend)
+    with contextlib.ExitStack() as stack:
+        a = stack.enter_context(start_server(tmp_path / "a", **env, run_jobs="false"))
+        b = stack.enter_context(start_server(tmp_path / "b", **env, run_jobs="false"))
+        w1 = stack.enter_context(start_worker(tmp_path, "w1", **env))
+        stack.enter_context(start_worker(tmp_path, "w2", **env))
+        async with httpx.AsyncClient(base_url=a.url, timeout=30) as http_a, \
+                httpx.AsyncClient(base_url=b.url, timeout=30) as http_b, \
+                sio_client(b.url, transports=["websocket"]) as sio_b:
+            jobs = [await create_job(http_a, p) for p in inputs]
+            for job_id in jobs:  # followed on the server that did not take the upload
+                await sio_b.subscribe(job_id, since=0)
+            sse_a = [asyncio.create_task(collect_sse(http_a, j, timeout=120)) for j in jobs]
+
+            # Kill w1 once the job it runs has streamed some segments (mid-job).
+            def running_on_w1() -> str | None:
+                started = [j for j in w1.jobs_started() if j in jobs]
+                return started[0] if started else None
+
+            victim: str = await wait_until(running_on_w1, timeout=30, what="a job on w1")
+            await wait_until(lambda: sum(1 for n, _ in sio_b.job_events(victim)
+                                         if n == "chunk") >= 20,
+                             timeout=30, what="segments of the victim")
+            w1.kill()
+            chunks_before = sum(1 for n, _ in sio_b.job_events(victim) if n == "chunk")
+
+            on_b: dict[str, Events] = {}
+            for job_id in jobs:
+                on_b[job_id] = await sio_b.until_terminal(job_id, timeout=90)
+            on_a = [r.events() for r in await asyncio.gather(*sse_a)]
+            for job_id, events_a in zip(jobs, on_a, strict=True):
+                analysis = check_stream(on_b[job_id], job_id)  # gap-free, no duplicates
+                assert on_b[job_id] == events_a  # the same stream on both servers
+                assert len(analysis["segments"]) == 480
+                for http in (http_a, http_b):
+                    view = await wait_for_status(http, job_id, "complete", timeout=10)
+                    assert view["progress"] == 100
+            victim_chunks = [d for n, d in on_b[victim] if n == "chunk"]
+            assert len(victim_chunks) > chunks_before  # the retry carried on where it was
+            assert "attempt 2" in (tmp_path / "worker-w2.log").read_text()
+
+
+async def test_a_server_alone_runs_jobs_from_the_redis_queue(
+        backend: Backend, tmp_path: Path) -> None:
+    """``tonewire serve`` with a Redis queue still works jobs in-process."""
+    with start_server(tmp_path, **_settings(backend)) as srv:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
+            job_id = await create_job(http, write_music(tmp_path / "m.wav", 6.0, seed=5))
+            async with sio_client(srv.url, transports=["websocket"]) as sio:
+                await sio.subscribe(job_id, since=0)
+                check_stream(await sio.until_terminal(job_id), job_id)
+            # Cancelling through the queue: a long job, deleted while it runs.
+            long_id = await create_job(http, write_long_wav(tmp_path / "l.wav", 10))
+            await wait_for_status(http, long_id, {"analyzing"})
+            assert (await http.delete(f"/api/jobs/{long_id}")).status_code == 200
+            assert (await http.get(f"/api/jobs/{long_id}")).status_code == 404
+
+
+def test_serving_without_a_worker_needs_a_shared_queue(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "tonewire.cli", "serve", "--no-worker", "--port", "0"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "TONEWIRE_DATA_DIR": str(tmp_path),
+             **{k: v for k, v in os.environ.items()
+                if k in ("PYTHONPATH", "HOME")}})
+    assert proc.returncode != 0
+    assert "shared job queue" in proc.stdout + proc.stderr
+
+
+def test_a_worker_needs_a_shared_queue(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "tonewire.cli", "worker"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={"PATH": "/usr/bin:/bin", "TONEWIRE_DATA_DIR": str(tmp_path),
+                               **{k: v for k, v in os.environ.items()
+                                  if k in ("PYTHONPATH", "HOME")}})
+    assert proc.returncode == 2
+    assert "INVALID_SETTING" in proc.stderr
