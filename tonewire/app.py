@@ -107,7 +107,8 @@ def create_app(settings: Settings | None = None) -> Any:
     live = LiveAnalysis(settings)
     sessions = SessionService(store=store, log=stream_log, classifiers=live.classifier,
                               idle_ttl_s=settings.session_idle_ttl_s,
-                              max_sessions=settings.max_sessions)
+                              max_sessions=settings.max_sessions,
+                              lease_s=settings.session_lease_s)
     resolve_job, resolve_session = job_resolver(jobs), session_resolver(sessions)
 
     async def resolve(data: dict[str, Any]) -> tuple[str, str, str]:
