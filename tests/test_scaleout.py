@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -21,14 +22,18 @@ from typing import Any
 
 import httpx
 import pytest
+import test_sessions as T
+import websockets
 from backends import Backend, scale_backend
 from cluster import start_worker
 from server import (
     Events,
+    SseFrame,
     check_stream,
     collect_sse,
     create_job,
     sio_client,
+    sse_frames,
     start_server,
     variant,
     wait_for_status,
@@ -132,3 +137,75 @@ def test_a_worker_needs_a_shared_queue(tmp_path: Path) -> None:
                                   if k in ("PYTHONPATH", "HOME")}})
     assert proc.returncode == 2
     assert "INVALID_SETTING" in proc.stderr
+
+
+# -- live sessions across nodes -----------------------------------------------------------------
+
+async def _follow_session(http: httpx.AsyncClient, sid: str, into: list[SseFrame]) -> None:
+    """A session's SSE stream into ``into`` until the server closes it (at ``session-end``)."""
+    async with http.stream("GET", f"/session/{sid}/stream") as r:
+        assert r.status_code == 200
+        async for frame in sse_frames(r):
+            into.append(frame)
+
+
+async def _ingest_through(server: Any, sid: str, *, expect_samples: int) -> Any:
+    """Connect an ingest socket, retrying while the session is still held (4009): the dead
+    node's lease has to run out first."""
+    for _ in range(60):
+        ws = await T.ingest(server, sid).__aenter__()
+        await ws.send(json.dumps({"type": "keepalive"}))
+        try:
+            reply = await T.recv_json(ws)
+        except websockets.ConnectionClosed as exc:
+            assert exc.rcvd is not None and exc.rcvd.code == 4009, exc
+            await asyncio.sleep(0.25)
+            continue
+        assert reply["samples"] == expect_samples, reply
+        return ws
+    raise AssertionError("the session was never released")
+
+
+async def test_a_live_session_fails_over_to_another_node(
+        backend: Backend, tmp_path: Path) -> None:
+    """Ingest on A, a subscriber on B; A is killed; the client reconnects through B and the
+    session continues from its sample count, its stream gap-free on B."""
+    env = _settings(backend, session_lease_s=1.5)
+    with start_server(tmp_path / "a", **env) as a, start_server(tmp_path / "b", **env) as b:
+        async with httpx.AsyncClient(base_url=a.url, timeout=30) as http_a, \
+                httpx.AsyncClient(base_url=b.url, timeout=30) as http_b:
+            sid = await T.start(http_a, min_confidence=0.0)
+            frames: list[SseFrame] = []
+            follower = asyncio.create_task(_follow_session(http_b, sid, frames))
+
+            def tones() -> list[dict[str, Any]]:
+                return T.of(T.as_events(frames), "tone-event")
+
+            await wait_until(lambda: T.as_events(frames), what="the first event on B")
+            ws = await T.ingest(a, sid).__aenter__()
+            total = await T.send(ws, T.pcm16(T.voice(150.0, 3.0)))
+            await wait_until(lambda: len(tones()) >= 3, what="A's tones on B")
+            # The lease renewal has recorded the count (readable on any node): kill A.
+            await wait_until(lambda: _samples(http_b, sid, total), what="samples persisted")
+            a.children()  # remember A's analysis processes, so they are cleaned up
+            a.process.kill()
+            a.process.wait(10)
+            with contextlib.suppress(Exception):
+                await ws.close()
+
+            ws = await _ingest_through(b, sid, expect_samples=total)
+            async with ws:
+                after = await T.send(ws, T.pcm16(T.voice(220.0, 3.0)), start=total)
+            assert (await T.end(http_b, sid))["samples"] == after
+            await asyncio.wait_for(follower, 30)
+            events = T.as_events(frames)
+            assert [d["seq"] for _, d in events] == list(range(1, len(events) + 1))
+            assert events[-1][0] == "session-end"
+            stamps = [t["timestamp"] for t in tones()]
+            assert stamps == sorted(set(stamps)), stamps  # no window twice, in order
+            resumed = [s for s in stamps if s >= total / T.SR]
+            assert resumed and len(stamps) - len(resumed) >= 3  # before and after A died
+
+
+async def _samples(http: httpx.AsyncClient, sid: str, n: int) -> bool:
+    return bool((await http.get(f"/session/{sid}")).json()["samples"] == n)
