@@ -200,6 +200,8 @@ def part_jobs(env: dict[str, str], work: Path, n_jobs: int, seconds: float, repe
                 with running([worker(base_env, work, f"worker-r{r}-{n_workers}-{k}")
                               for k in range(n_workers)]):
                     wall = asyncio.run(run_jobs(srv.url, files, timeout=900))
+                for f in files:
+                    f.unlink()
                 rates[n_workers].append(n_jobs / wall * 60)
                 print(f"   jobs: run {r + 1}, {n_workers} worker(s): "
                       f"{rates[n_workers][-1]:.1f} jobs/min", flush=True)
