@@ -228,3 +228,46 @@ async def test_nodes_starting_together_migrate_once(node: NodeFactory) -> None:
     logs = await asyncio.gather(*(node() for _ in range(3)))
     await logs[0].append("s", "e", {})
     assert await logs[2].store.last_seq("s") == 1
+
+
+# -- the Redis bus on its own --------------------------------------------------------------------
+
+async def test_a_bus_that_loses_redis_cuts_off_its_subscribers(tmp_path: Path) -> None:
+    """Pub/sub drops what it cannot deliver: a node whose connection breaks tells every local
+    subscriber to resume from the log, then carries on once reconnected."""
+    from redis.asyncio import Redis
+
+    from tonewire.streams.redis_bus import RedisBus
+
+    async with scale_backend() as be, contextlib.AsyncExitStack() as stack:
+        nodes = []
+        for _ in range(2):
+            bus = bus_from_url(be.bus_url, namespace=be.namespace)
+            await bus.start()
+            stack.push_async_callback(bus.close)
+            nodes.append(bus)
+        listener, talker = nodes
+        admin = Redis.from_url(be.bus_url)
+        stack.push_async_callback(admin.aclose)
+        assert isinstance(listener, RedisBus)
+        node_name = f"tonewire-bus-{listener.node}"
+        async with listener.subscribe("s") as sub:
+            await talker.publish(StreamEvent(stream="s", seq=1, type="e", data={}))
+            assert (await asyncio.wait_for(sub.get(), 10)) is not None
+            killed = 0
+            for client in await admin.client_list():
+                if client["name"] == node_name and int(client.get("sub", 0)) > 0:
+                    await admin.client_kill_filter(_id=client["id"])
+                    killed += 1
+            assert killed == 1
+            with pytest.raises(SubscriberOverflow):
+                await asyncio.wait_for(sub.get(), 10)
+        async with listener.subscribe("s") as again:  # reconnected: live events flow again
+            for seq in range(2, 50):
+                await talker.publish(StreamEvent(stream="s", seq=seq, type="e", data={}))
+                got = await asyncio.wait_for(again.get(0.2), 10)
+                if got is not None:
+                    assert got.seq == seq
+                    break
+            else:
+                raise AssertionError("no event after the reconnection")

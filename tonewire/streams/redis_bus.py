@@ -68,7 +68,9 @@ class RedisBus:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        self._redis = Redis.from_url(self.url, health_check_interval=30)
+        # Named, so an operator (and a test) can tell the bus's connections apart.
+        self._redis = Redis.from_url(self.url, health_check_interval=30,
+                                     client_name=f"tonewire-bus-{self.node}")
         self._pubsub = self._redis.pubsub()
         hello = f"{self.namespace}:bus"  # a first channel: the reader needs a connection
         fut = self._expect(hello)
