@@ -235,11 +235,11 @@ async def test_nodes_starting_together_migrate_once(node: NodeFactory) -> None:
 async def test_a_bus_that_loses_redis_cuts_off_its_subscribers(tmp_path: Path) -> None:
     """Pub/sub drops what it cannot deliver: a node whose connection breaks tells every local
     subscriber to resume from the log, then carries on once reconnected."""
-    from redis.asyncio import Redis
-
-    from tonewire.streams.redis_bus import RedisBus
-
     async with scale_backend() as be, contextlib.AsyncExitStack() as stack:
+        from redis.asyncio import Redis  # here: the backend skips first without redis
+
+        from tonewire.streams.redis_bus import RedisBus
+
         nodes = []
         for _ in range(2):
             bus = bus_from_url(be.bus_url, namespace=be.namespace)
