@@ -271,3 +271,31 @@ async def test_a_bus_that_loses_redis_cuts_off_its_subscribers(tmp_path: Path) -
                     break
             else:
                 raise AssertionError("no event after the reconnection")
+
+
+# -- session leases ------------------------------------------------------------------------------
+
+async def test_a_session_lease_is_held_by_one_node_at_a_time(node: NodeFactory) -> None:
+    a, b = await node(), await node()
+    now = 1000.0
+    await a.store.insert_session({
+        "id": "s1", "state": "active", "options": "{}", "samples": 0, "created_at": now,
+        "updated_at": now, "ended_at": None, "end_reason": None, "owner": "A",
+        "lease_expires": now + 10})
+    assert await b.store.claim_session("s1", "B", now=now + 1, lease_s=10) == (None, None)
+    row, previous = await a.store.claim_session("s1", "A", now=now + 1, lease_s=10)
+    assert row is not None and previous == "A"
+    await a.store.renew_sessions("A", {"s1": 4800}, until=now + 20)
+    assert await b.store.claim_session("s1", "B", now=now + 15, lease_s=10) == (None, None)
+    # A goes silent: once its lease has run out, B takes over and sees A's sample count.
+    row, previous = await b.store.claim_session("s1", "B", now=now + 21, lease_s=10)
+    assert row is not None and previous == "A" and row["samples"] == 4800
+    await a.store.renew_sessions("A", {"s1": 9999}, until=now + 99)  # A is no owner now
+    assert await a.store.session_states(["s1", "nope"]) == {"s1": ("active", "B")}
+    assert (await a.store.get_session("s1") or {})["samples"] == 4800
+    assert [r["id"] for r in await a.store.lapsed_sessions(before=now + 32)] == ["s1"]
+    assert await a.store.lapsed_sessions(before=now + 30) == []
+    # Two nodes claiming a lapsed session at once: exactly one wins.
+    results = await asyncio.gather(a.store.claim_session("s1", "A", now=now + 40, lease_s=10),
+                                   b.store.claim_session("s1", "C", now=now + 40, lease_s=10))
+    assert sum(r[0] is not None for r in results) == 1
