@@ -102,6 +102,25 @@ async def test_two_servers_two_workers_one_killed_mid_job(
             assert "attempt 2" in (tmp_path / "worker-w2.log").read_text()
 
 
+async def test_a_worker_stopped_cleanly_hands_its_job_back_at_once(
+        backend: Backend, tmp_path: Path) -> None:
+    """SIGTERM: the running job goes back to the queue without waiting for its lease."""
+    env = _settings(backend, job_lease_s=600)  # a retry now cannot come from the lease
+    with start_server(tmp_path, **env, run_jobs="false") as srv:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http, \
+                sio_client(srv.url, transports=["websocket"]) as sio:
+            job_id = await create_job(http, write_long_wav(tmp_path / "l.wav", 15))
+            await sio.subscribe(job_id, since=0)
+            with start_worker(tmp_path, "first", **env):
+                await wait_until(lambda: sum(1 for n, _ in sio.job_events(job_id)
+                                             if n == "chunk") >= 20,
+                                 timeout=30, what="segments from the first worker")
+            # (leaving the block stopped it with SIGTERM, mid-job)
+            with start_worker(tmp_path, "second", **env) as second:
+                check_stream(await sio.until_terminal(job_id, timeout=60), job_id)
+                assert "attempt 2" in second.output()
+
+
 async def test_a_server_alone_runs_jobs_from_the_redis_queue(
         backend: Backend, tmp_path: Path) -> None:
     """``tonewire serve`` with a Redis queue still works jobs in-process."""
