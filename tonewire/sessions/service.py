@@ -369,6 +369,12 @@ class SessionService:
         if attached:
             await self.store.renew_sessions(self.node, attached,
                                             until=time.time() + self.lease_s)
+        # Followed here without an ingest socket: in use, though nobody holds the lease
+        # (another node's reaper must not take it for an orphan).
+        watched = [sid for sid, live in self.live.items()
+                   if live.ingest is None and self.subscribers(live) > 0]
+        if watched:
+            await self.store.touch_sessions(watched)
         if not self.live:
             return
         for sid, (state, owner) in (await self.store.session_states(list(self.live))).items():

@@ -277,6 +277,15 @@ class Store:
                 [{"sid": sid, "n": n} for sid, n in samples.items()])
         await self._write(op)
 
+    async def touch_sessions(self, ids: Sequence[str]) -> None:
+        """Mark sessions as in use now (``updated_at``) without taking their lease."""
+        t = schema.sessions
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(update(t).where(t.c.id.in_(list(ids)))
+                               .values(updated_at=time.time()))
+        await self._write(op)
+
     async def session_states(self, ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
         """``{id: (state, owner)}`` for these sessions."""
         t = schema.sessions
