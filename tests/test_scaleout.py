@@ -228,3 +228,20 @@ async def test_a_live_session_fails_over_to_another_node(
 
 async def _samples(http: httpx.AsyncClient, sid: str, n: int) -> bool:
     return bool((await http.get(f"/session/{sid}")).json()["samples"] == n)
+
+
+async def test_a_session_started_on_one_node_streams_through_another(
+        backend: Backend, tmp_path: Path) -> None:
+    """A load balancer may send the start and the socket to different nodes: the socket is
+    accepted at once, and a second socket on the first node is refused while it is open."""
+    env = _settings(backend)
+    with start_server(tmp_path / "a", **env) as a, start_server(tmp_path / "b", **env) as b:
+        async with httpx.AsyncClient(base_url=a.url, timeout=30) as http_a:
+            sid = await T.start(http_a, min_confidence=0.0)
+            async with T.ingest(b, sid) as ws:
+                total = await T.send(ws, T.pcm16(T.voice(150.0, 2.0)))
+                async with T.ingest(a, sid) as second:
+                    assert await T.close_code(second) == 4009
+            events = await T.all_events(http_a, sid) if (await T.end(http_a, sid)) else []
+            assert T.of(events, "tone-event")
+            assert events[-1][1]["timestamp"] == total / T.SR

@@ -148,7 +148,8 @@ class SessionService:
         row = {"id": session_id, "state": SessionState.ACTIVE.value,
                "options": options.model_dump_json(), "samples": 0, "created_at": now,
                "updated_at": now, "ended_at": None, "end_reason": None,
-               "owner": self.node, "lease_expires": now + self.lease_s}
+               # No ingest yet: the first socket may connect through any node.
+               "owner": self.node, "lease_expires": 0.0}
         await self.store.insert_session(row)
         live = self._make_live(session_id, options, start_sample=0)
         # The probe (a sidecar's /health) may not hold up the start for long: past a short
@@ -162,8 +163,9 @@ class SessionService:
 
     async def _report_readiness(self, live: LiveSession) -> None:
         status = await live.classifier.readiness()
-        await self.log.append(live.stream, "service-event",
-                              {"session_id": live.id, **status, "timestamp": 0.0})
+        with contextlib.suppress(StreamConflict):  # the session moved to another node first
+            await self.log.append(live.stream, "service-event",
+                                  {"session_id": live.id, **status, "timestamp": 0.0})
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -177,7 +179,7 @@ class SessionService:
         return row
 
     def view(self, row: dict[str, Any]) -> dict[str, Any]:
-        live = self.live.get(row["id"])
+        live = self._current(row)
         extra: dict[str, Any] = {"ingest_connected": False, "subscribers": 0}
         if live is not None:
             extra = {"ingest_connected": live.ingest is not None,
@@ -201,6 +203,10 @@ class SessionService:
         row = await self.get_row(session_id)
         if row["state"] == SessionState.ENDED:
             return self.view(row)
+        stale = self.live.get(session_id)
+        if stale is not None and self._current(row) is None:
+            self.live.pop(session_id, None)
+            await self._stop_live(stale, persist=False)
         live = self.live.get(session_id)
         if live is not None and reason == "ended":
             # Asked to end: finish the windows already received (bounded), so the tail of
@@ -227,6 +233,11 @@ class SessionService:
             with contextlib.suppress(Exception):  # the socket may already be gone
                 await live.ingest.close_ingest(CLOSE_SESSION_ENDED, "session ended")
         return self.view(await self.get_row(session_id))
+
+    def _current(self, row: dict[str, Any]) -> LiveSession | None:
+        """This node's copy of a session, unless another node has held it since (then the
+        copy's counts are stale and the row is the truth)."""
+        return self.live.get(row["id"]) if row.get("owner") in (None, self.node) else None
 
     # -- ingest ----------------------------------------------------------------------------
     async def attach_ingest(self, session_id: str, handle: IngestHandle) -> LiveSession:
