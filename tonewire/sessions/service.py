@@ -54,6 +54,7 @@ _WARN_EVERY_S: Final = 10.0
 _DRAIN_S: Final = 5.0
 _BACKPRESSURE_S: Final = 2.0
 _PROBE_WAIT_S: Final = 0.5
+_RELEASE_POLL_S: Final = 0.05
 MIN_WINDOW_S: Final = 0.25
 """The speech analysis needs at least this much audio; a shorter finalised tail is padded."""
 
@@ -203,10 +204,13 @@ class SessionService:
         row = await self.get_row(session_id)
         if row["state"] == SessionState.ENDED:
             return self.view(row)
-        stale = self.live.get(session_id)
-        if stale is not None and self._current(row) is None:
-            self.live.pop(session_id, None)
-            await self._stop_live(stale, persist=False)
+        if row.get("owner") not in (None, self.node):
+            stale = self.live.pop(session_id, None)  # another node has held it since
+            if stale is not None:
+                await self._stop_live(stale, persist=False)
+            row = await self._wait_released(row)
+            if row["state"] == SessionState.ENDED:
+                return self.view(row)
         live = self.live.get(session_id)
         if live is not None and reason == "ended":
             # Asked to end: finish the windows already received (bounded), so the tail of
@@ -233,6 +237,26 @@ class SessionService:
             with contextlib.suppress(Exception):  # the socket may already be gone
                 await live.ingest.close_ingest(CLOSE_SESSION_ENDED, "session ended")
         return self.view(await self.get_row(session_id))
+
+    async def _wait_released(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Ending a session another node holds: let that node finish what its socket sent and
+        free the lease (bounded), then take it, so the end comes after the last event and
+        carries the exact sample count. Past the wait, end anyway: the holder notices on its
+        next renewal and closes its socket."""
+        deadline = time.monotonic() + _DRAIN_S + self.lease_s / 3
+        while time.monotonic() < deadline:
+            lease = row.get("lease_expires")
+            if lease is None or lease < time.time():
+                claimed, _ = await self.store.claim_session(row["id"], self.node,
+                                                            now=time.time(),
+                                                            lease_s=self.lease_s)
+                if claimed is not None:
+                    return claimed
+            await asyncio.sleep(_RELEASE_POLL_S)
+            row = await self.get_row(row["id"])
+            if row["state"] == SessionState.ENDED:
+                break
+        return row
 
     def _current(self, row: dict[str, Any]) -> LiveSession | None:
         """This node's copy of a session, unless another node has held it since (then the
