@@ -250,7 +250,7 @@ async def test_a_bus_that_loses_redis_cuts_off_its_subscribers(tmp_path: Path) -
         admin = Redis.from_url(be.bus_url)
         stack.push_async_callback(admin.aclose)
         assert isinstance(listener, RedisBus)
-        node_name = f"tonewire-bus-{listener.node}"
+        node_name = f"tonewire-bus-{be.namespace}-{listener.node}"
         async with listener.subscribe("s") as sub:
             await talker.publish(StreamEvent(stream="s", seq=1, type="e", data={}))
             assert (await asyncio.wait_for(sub.get(), 10)) is not None

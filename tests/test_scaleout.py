@@ -245,3 +245,32 @@ async def test_a_session_started_on_one_node_streams_through_another(
             events = await T.all_events(http_a, sid) if (await T.end(http_a, sid)) else []
             assert T.of(events, "tone-event")
             assert events[-1][1]["timestamp"] == total / T.SR
+
+
+async def test_socketio_followers_miss_nothing_when_a_node_loses_redis(
+        backend: Backend, tmp_path: Path) -> None:
+    """A node whose Redis connection breaks cuts off its subscribers; its Socket.IO rooms
+    resume from the log, so their members still get every event once."""
+    from redis.asyncio import Redis
+
+    with start_server(tmp_path, **_settings(backend)) as srv:
+        admin = Redis.from_url(backend.bus_url)
+        try:
+            async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http, \
+                    sio_client(srv.url, transports=["websocket"]) as sio:
+                job_id = await create_job(http, write_long_wav(tmp_path / "l.wav", 15))
+                await sio.subscribe(job_id, since=0)
+                await wait_until(lambda: sum(1 for n, _ in sio.job_events(job_id)
+                                             if n == "chunk") >= 20,
+                                 timeout=30, what="the first segments")
+                killed = 0
+                for client in await admin.client_list():
+                    name = client["name"]
+                    if name.startswith(f"tonewire-bus-{backend.namespace}-") \
+                            and int(client.get("sub", 0)) > 0:
+                        await admin.client_kill_filter(_id=client["id"])
+                        killed += 1
+                assert killed == 1
+                check_stream(await sio.until_terminal(job_id, timeout=60), job_id)
+        finally:
+            await admin.aclose()

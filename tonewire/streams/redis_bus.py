@@ -70,7 +70,7 @@ class RedisBus:
     async def start(self) -> None:
         # Named, so an operator (and a test) can tell the bus's connections apart.
         self._redis = Redis.from_url(self.url, health_check_interval=30,
-                                     client_name=f"tonewire-bus-{self.node}")
+                                     client_name=f"tonewire-bus-{self.namespace}-{self.node}")
         self._pubsub = self._redis.pubsub()
         hello = f"{self.namespace}:bus"  # a first channel: the reader needs a connection
         fut = self._expect(hello)
