@@ -299,3 +299,38 @@ async def test_a_session_lease_is_held_by_one_node_at_a_time(node: NodeFactory) 
     results = await asyncio.gather(a.store.claim_session("s1", "A", now=now + 40, lease_s=10),
                                    b.store.claim_session("s1", "C", now=now + 40, lease_s=10))
     assert sum(r[0] is not None for r in results) == 1
+
+
+async def test_a_follower_rides_out_a_lost_redis_connection(tmp_path: Path) -> None:
+    """``follow`` resubscribes in place when its node's bus connection breaks, reading what
+    the bus dropped from the log: the follower sees every event once, and no error."""
+    async with scale_backend() as be, contextlib.AsyncExitStack() as stack:
+        from redis.asyncio import Redis
+
+        from tonewire.streams.redis_bus import RedisBus
+
+        logs = []
+        for _ in range(2):
+            store = Store(be.database_url)
+            await store.start()
+            stack.push_async_callback(store.close)
+            bus = bus_from_url(be.bus_url, namespace=be.namespace)
+            await bus.start()
+            stack.push_async_callback(bus.close)
+            logs.append(StreamLog(store, bus))
+        producer, consumer = logs
+        admin = Redis.from_url(be.bus_url)
+        stack.push_async_callback(admin.aclose)
+        assert isinstance(consumer.bus, RedisBus)
+        name = f"tonewire-bus-{be.namespace}-{consumer.bus.node}"
+        started = asyncio.Event()
+        task = asyncio.create_task(_collect(consumer, "s", until=20, started=started))
+        await asyncio.wait_for(started.wait(), 10)
+        for i in range(10):
+            await producer.append("s", "e", {"i": i})
+        for client in await admin.client_list():
+            if client["name"] == name and int(client.get("sub", 0)) > 0:
+                await admin.client_kill_filter(_id=client["id"])
+        for i in range(10, 20):
+            await producer.append("s", "e", {"i": i})
+        assert [e.seq for e in await asyncio.wait_for(task, 20)] == list(range(1, 21))

@@ -24,6 +24,13 @@ class SubscriberOverflow(TonewireError):
     code = "SUBSCRIBER_OVERFLOW"
 
 
+class BusInterrupted(SubscriberOverflow):
+    """The bus itself may have dropped events (a lost connection): not the subscriber's
+    fault, so followers resume from the log in place."""
+
+    code = "BUS_INTERRUPTED"
+
+
 class Subscription:
     """One subscriber's bounded buffer of events for one stream."""
 
@@ -31,6 +38,7 @@ class Subscription:
         self.stream = stream
         self._queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue(maxsize)
         self.overflowed = False
+        self.interrupted = False
 
     def offer(self, event: StreamEvent) -> None:
         """Called by the bus: queue the event, or mark the subscriber as cut off."""
@@ -45,10 +53,9 @@ class Subscription:
             self._queue.put_nowait(event)  # wakes a waiting reader, which then sees overflow
 
     def cut_off(self) -> None:
-        """Mark the subscriber as fallen behind (a networked bus lost its connection and may
-        have missed events): its reader raises :class:`SubscriberOverflow` and resumes from
-        the log."""
-        self.overflowed = True
+        """A networked bus lost its connection and may have missed events: the reader gets
+        :class:`BusInterrupted` and resumes from the log."""
+        self.overflowed = self.interrupted = True
         self.nudge()
 
     def nudge(self) -> None:
@@ -65,6 +72,8 @@ class Subscription:
                 event = await asyncio.wait_for(self._queue.get(), timeout)
             except TimeoutError:
                 return None
+        if self.interrupted:
+            raise BusInterrupted(f"the bus may have dropped events of {self.stream}")
         if self.overflowed:
             raise SubscriberOverflow(f"subscriber to {self.stream} fell behind")
         return event

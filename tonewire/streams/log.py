@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tonewire.errors import TonewireError
 from tonewire.store.database import Store
-from tonewire.streams.bus import Bus
+from tonewire.streams.bus import Bus, BusInterrupted
 from tonewire.streams.event import StreamEvent
 
 
@@ -99,27 +99,32 @@ class StreamLog:
 
         Yields ``None`` after ``heartbeat_s`` seconds without an event. Raises
         :class:`~tonewire.streams.bus.SubscriberOverflow` when the live buffer overflows;
-        the caller can follow again from the last ``seq`` it handled.
+        the caller can follow again from the last ``seq`` it handled. A bus that lost its
+        connection is followed again in place, from the log.
         """
-        async with self.bus.subscribe(stream, maxsize=maxsize) as sub:
-            cursor = after
-            for ev in await self.read(stream, after=cursor):
-                yield ev
-                cursor = ev.seq
-            while True:
-                got = await sub.get(heartbeat_s)
-                if got is None:
-                    if heartbeat_s is not None:
-                        yield None
-                    continue
-                ev = got
-                if ev.seq <= cursor:
-                    continue
-                if ev.seq > cursor + 1:
-                    for missed in await self.read(stream, after=cursor):
-                        if missed.seq >= ev.seq:
-                            break
-                        yield missed
-                        cursor = missed.seq
-                yield ev
-                cursor = ev.seq
+        cursor = after
+        while True:
+            try:
+                async with self.bus.subscribe(stream, maxsize=maxsize) as sub:
+                    for ev in await self.read(stream, after=cursor):
+                        yield ev
+                        cursor = ev.seq
+                    while True:
+                        got = await sub.get(heartbeat_s)
+                        if got is None:
+                            if heartbeat_s is not None:
+                                yield None
+                            continue
+                        ev = got
+                        if ev.seq <= cursor:
+                            continue
+                        if ev.seq > cursor + 1:
+                            for missed in await self.read(stream, after=cursor):
+                                if missed.seq >= ev.seq:
+                                    break
+                                yield missed
+                                cursor = missed.seq
+                        yield ev
+                        cursor = ev.seq
+            except BusInterrupted:
+                continue  # subscribe again; what the bus dropped is read from the log
