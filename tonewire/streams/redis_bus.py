@@ -10,8 +10,8 @@ receives only the streams its clients follow.
 - ``subscribe`` returns once Redis has confirmed the channel: ``StreamLog.follow`` subscribes
   *before* reading the log, and an unconfirmed subscription could miss the stream's last event.
 - Pub/sub is fire-and-forget; the store holds the log. When the connection drops, every local
-  subscriber is cut off (:class:`SubscriberOverflow`) and resumes from the log, so a gap is
-  never silent.
+  subscriber is cut off (:class:`~tonewire.streams.bus.BusInterrupted`) and resumes from the
+  log, so a gap is never silent.
 """
 
 from __future__ import annotations
