@@ -36,6 +36,7 @@ _POLL_S: Final = 0.2
 _KEEP_RESULT_S: Final = 60
 _CANCEL_WAIT_S: Final = 5.0
 _SUBMIT_TRIES: Final = 20
+_CLOSE_SUBMIT_S: Final = 2.0
 
 
 class ArqQueue:
@@ -77,6 +78,8 @@ class ArqQueue:
         self._main = asyncio.create_task(worker.main(), name="job-queue")
 
     async def close(self) -> None:
+        if self._submitting:  # jobs accepted just before the stop still reach the queue
+            await asyncio.wait(set(self._submitting), timeout=_CLOSE_SUBMIT_S)
         for t in list(self._submitting):
             t.cancel()
         await asyncio.gather(*self._submitting, return_exceptions=True)
