@@ -58,8 +58,15 @@ class Store:
         self._writes: asyncio.Queue[tuple[WriteOp, asyncio.Future[None]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         # pre-ping: a networked database may have restarted since a connection was pooled.
+        # PostgreSQL commits without waiting for the WAL flush: the durability of the SQLite
+        # setting (synchronous=NORMAL): a killed tonewire process loses nothing committed; a
+        # crashed database server may lose its last fraction of a second, never consistency.
+        # Events are published only after their commit, so the flush would sit in every
+        # event's delivery.
+        pg = engine_url(url).startswith("postgresql+asyncpg")
         self.engine: AsyncEngine = create_async_engine(
-            engine_url(url), pool_pre_ping=not url.startswith("sqlite"))
+            engine_url(url), pool_pre_ping=not url.startswith("sqlite"),
+            connect_args={"server_settings": {"synchronous_commit": "off"}} if pg else {})
         if url.startswith("sqlite"):
             sync: Engine = self.engine.sync_engine
             event.listen(sync, "connect", _sqlite_pragmas)
