@@ -126,7 +126,7 @@ async def test_subscribers_and_ingest_keep_a_session_alive(
     clock.now += 89
     assert await service.reap_once() == []
     sock = Socket()
-    live = service.attach_ingest(sid, sock)
+    live = await service.attach_ingest(sid, sock)
     clock.now += 1000
     assert await service.reap_once() == []
     await service.detach_ingest(live, sock)
@@ -139,7 +139,7 @@ async def test_ending_closes_the_ingest_socket_and_keeps_history(
     service, _clock = sessions
     sid = (await service.create(SessionOptions()))["session_id"]
     sock = Socket()
-    live = service.attach_ingest(sid, sock)
+    live = await service.attach_ingest(sid, sock)
     await service.push(live, pcm(np.zeros(16000 * 2)))
     view = await service.end(sid)
     assert view["state"] == "ended" and view["samples"] == 32000

@@ -23,6 +23,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from tonewire import __version__
 from tonewire.config import Settings
 from tonewire.jobs.pool import WorkerPool
+from tonewire.jobs.queue import JobQueue, queue_from_url
 from tonewire.jobs.service import JobLimits, JobService
 from tonewire.metrics import MeteredBus, Metrics
 from tonewire.sessions.batcher import WindowBatcher
@@ -92,13 +93,19 @@ class LiveAnalysis:
         return BuiltinClassifier(session_id, options, batcher=self.batcher)
 
 
+def queue_from_settings(settings: Settings) -> JobQueue:
+    return queue_from_url(settings.queue_url, namespace=settings.namespace,
+                          consume=settings.run_jobs, concurrency=settings.workers,
+                          lease_s=settings.job_lease_s)
+
+
 def create_app(settings: Settings | None = None) -> Any:
     """The ASGI application: Socket.IO at ``/socket.io/``, everything else FastAPI."""
     settings = settings or Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
     store = Store(settings.resolved_database_url())
-    bus = MeteredBus(bus_from_url(settings.bus_url), metrics)
+    bus = MeteredBus(bus_from_url(settings.bus_url, namespace=settings.namespace), metrics)
     stream_log = StreamLog(store, bus)
     pool = WorkerPool(settings.workers)
     jobs = JobService(store=store, log=stream_log, pool=pool,
@@ -106,7 +113,8 @@ def create_app(settings: Settings | None = None) -> Any:
                       limits=JobLimits(max_duration_s=settings.max_duration_s,
                                        max_active=settings.max_active_jobs),
                       metrics=metrics, fetch=settings.fetch_settings(),
-                      download_dir=settings.upload_dir)
+                      download_dir=settings.upload_dir,
+                      queue=queue_from_settings(settings), max_attempts=settings.job_max_attempts)
     keys = ApiKeys(settings.api_keys)
     sio = socketio.AsyncServer(
         async_mode="asgi",
@@ -119,7 +127,8 @@ def create_app(settings: Settings | None = None) -> Any:
     live = LiveAnalysis(settings)
     sessions = SessionService(store=store, log=stream_log, classifiers=live.classifier,
                               idle_ttl_s=settings.session_idle_ttl_s,
-                              max_sessions=settings.max_sessions, metrics=metrics)
+                              max_sessions=settings.max_sessions, metrics=metrics,
+                              lease_s=settings.session_lease_s)
     resolve_job, resolve_session = job_resolver(jobs), session_resolver(sessions)
 
     async def resolve(data: dict[str, Any]) -> tuple[str, str, str]:
@@ -161,7 +170,8 @@ def create_app(settings: Settings | None = None) -> Any:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await store.start()
         await bus.start()
-        await pool.start()
+        if settings.run_jobs:  # a server that only serves needs no analysis processes
+            await pool.start()
         live.start()
         await jobs.start()
         await sessions.start()

@@ -1,4 +1,5 @@
-"""Command line: ``tonewire serve`` runs the server; ``tonewire analyze`` analyses a file."""
+"""Command line: ``tonewire serve`` runs the server; ``tonewire worker`` runs jobs from a shared
+queue; ``tonewire analyze`` analyses a file."""
 
 from __future__ import annotations
 
@@ -100,6 +101,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from tonewire.logs import configure
 
     settings = Settings()
+    if args.no_worker:
+        settings.run_jobs = False
     log_config = configure(settings.log_format)
     app = create_app(settings)
     stopping: asyncio.Event = app.state.services.stopping
@@ -119,6 +122,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                             log_level="info", log_config=log_config, lifespan="on",
                             timeout_graceful_shutdown=5)
     Server(config).run()
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from tonewire.config import Settings
+    from tonewire.jobs.node import run_worker
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_worker(Settings()))
     return 0
 
 
@@ -154,7 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="run the server (HTTP, SSE, Socket.IO)")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--no-worker", action="store_true",
+                    help="only serve: jobs run in `tonewire worker` processes (needs "
+                         "TONEWIRE_QUEUE_URL=redis://...)")
     sv.set_defaults(func=_cmd_serve)
+    wk = sub.add_parser("worker", help="run jobs from the shared queue (TONEWIRE_QUEUE_URL)")
+    wk.set_defaults(func=_cmd_worker)
     st = sub.add_parser("stream", help="stream a file into a live session, print events")
     st.add_argument("path", help="any audio file; sent as 100 ms PCM16 frames")
     st.add_argument("--server", default="http://127.0.0.1:8000")

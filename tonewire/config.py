@@ -26,6 +26,19 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None,
                                      description="default: SQLite in the data directory")
     bus_url: str = Field(default="memory://", description="event bus between processes")
+    queue_url: str = Field(default="memory://",
+                           description="job queue: memory:// (this process) or redis://")
+    namespace: str = Field(default="tonewire", min_length=1, max_length=64,
+                           pattern=r"^[A-Za-z0-9_.:-]+$",
+                           description="prefix of every Redis key and channel")
+    run_jobs: bool = Field(default=True, description="take jobs from the queue (serve "
+                           "--no-worker: false)")
+    job_lease_s: float = Field(default=10.0, ge=0.5, le=600,
+                               description="a worker silent this long has its job retried")
+    job_max_attempts: int = Field(default=3, ge=1, le=100,
+                                  description="runs of a job whose workers keep dying")
+    session_lease_s: float = Field(default=10.0, ge=0.5, le=600,
+                                   description="a node silent this long loses its sessions")
 
     # Analysis
     sample_rate: int = Field(default=22050, ge=8000, le=96000, description="Analysis rate, Hz")

@@ -25,12 +25,13 @@ from tonewire.audio.urls import SourceUrl, parse_source_url
 from tonewire.errors import TonewireError
 from tonewire.jobs.model import RUNNING, TERMINAL, JobStatus, new_job_id
 from tonewire.jobs.pool import WorkerLost, WorkerPool
+from tonewire.jobs.queue import JobQueue, LocalQueue
 from tonewire.logs import job_id_var
 from tonewire.metrics import Metrics
 from tonewire.report.json import SCHEMA_VERSION
 from tonewire.store.database import Store
 from tonewire.streams.event import job_stream
-from tonewire.streams.log import StreamLog
+from tonewire.streams.log import StreamConflict, StreamLog
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ class JobService:
     def __init__(self, *, store: Store, log: StreamLog, pool: WorkerPool,
                  options: AnalysisOptions, limits: JobLimits,
                  metrics: Metrics | None = None,
-                 fetch: FetchSettings | None = None, download_dir: Path | None = None) -> None:
+                 fetch: FetchSettings | None = None, download_dir: Path | None = None,
+                 queue: JobQueue | None = None, max_attempts: int = 3) -> None:
         self.store = store
         self.metrics = metrics
         self.log = log
@@ -93,14 +95,17 @@ class JobService:
                                             socket_timeout_s=20.0,
                                             max_duration_s=limits.max_duration_s)
         self.download_dir = download_dir or Path("downloads")
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.queue: JobQueue = queue or LocalQueue()
+        """Where jobs wait and who runs them: this process, or workers behind Redis."""
+        self.max_attempts = max_attempts
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Resume every job a previous process left unfinished."""
+        """Start the queue and resume every job a previous process left unfinished (on a
+        shared queue, queueing a job that is queued or running already is a no-op)."""
+        await self.queue.start(self._run)
         for row in await self.store.jobs_with_status([s.value for s in RUNNING]):
-            if row["source_kind"] == "url":  # fetched again from the start
-                _remove(row["input_path"])
+            if row["source_kind"] == "url":  # fetched again from the start by its runner
                 log.info("resuming URL job %s", row["id"])
                 self._spawn(row["id"])
             elif row["input_path"] and Path(row["input_path"]).is_file():
@@ -111,10 +116,7 @@ class JobService:
                                  "the job's input was lost when the server stopped")
 
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.queue.close()
 
     # -- commands --------------------------------------------------------------------------
     async def create_from_file(self, *, path: Path, source_name: str, content_sha256: str,
@@ -204,30 +206,53 @@ class JobService:
     async def delete(self, job_id: str) -> None:
         """Cancel the job if it runs, tell its subscribers, and delete it with its stream."""
         row = await self.get(job_id)
-        task = self._tasks.get(job_id)
-        if task is not None:
-            self.pool.cancel(job_id)
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        if row["status"] not in TERMINAL or task is not None:
-            await self._finish_error(job_id, JobStatus.CANCELLED, "JOB_CANCELLED",
-                                     "the job was cancelled")
+        stopped = await self.queue.cancel(job_id)  # wherever it runs
+        if row["status"] not in TERMINAL or stopped:
+            for attempt in range(3):
+                # Its runner has stopped: the stream is ours now. A write the runner had
+                # in flight may still land first (in another process): then take again.
+                await self.log.take(job_stream(job_id))
+                try:
+                    await self._finish_error(job_id, JobStatus.CANCELLED, "JOB_CANCELLED",
+                                             "the job was cancelled")
+                    break
+                except StreamConflict:
+                    if attempt == 2:
+                        raise
         _remove(row["input_path"])
         await self.store.delete_job(job_id, job_stream(job_id))
         self.log.forget(job_stream(job_id))
 
     # -- running ---------------------------------------------------------------------------
     def _spawn(self, job_id: str) -> None:
-        task = asyncio.create_task(self._run(job_id), name=f"job-{job_id}")
-        self._tasks[job_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(job_id, None))
+        """Hand the job to the queue, and its stream to whoever will run it."""
+        self.log.forget(job_stream(job_id))
+        self.queue.submit(job_id)
 
-    async def _run(self, job_id: str) -> None:
+    async def _run(self, job_id: str, attempt: int = 1) -> None:
+        """One attempt at a job, called by the queue wherever the job is picked up."""
         job_id_var.set(job_id)  # this task's context: every log line names the job
+        row = await self.store.get_job(job_id)
+        if row is None or row["status"] in TERMINAL:
+            return  # deleted or finished meanwhile: a late or repeated delivery
+        await self.log.take(job_stream(job_id))  # continue the stream from the store
+        if attempt > self.max_attempts:
+            await self._finish_error(job_id, JobStatus.ERROR, "WORKER_LOST",
+                                     f"the job's worker stopped {attempt - 1} times")
+            _remove(row["input_path"])
+            return
+        if attempt > 1:
+            log.info("job %s: attempt %d", job_id, attempt)
+        if row["source_kind"] == "url":  # a download is always made afresh, by this attempt
+            _remove(row["input_path"])
         try:
             await self._execute(job_id)
         except asyncio.CancelledError:
+            self.pool.cancel(job_id)  # stop the analysis process too
             raise
+        except StreamConflict:
+            log.warning("job %s is being run by another worker; leaving it", job_id)
+            return
         except Exception:
             log.exception("job %s failed", job_id)
             await self._finish_error(job_id, JobStatus.ERROR, "INTERNAL_ERROR",

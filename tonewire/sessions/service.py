@@ -5,6 +5,13 @@ queue of due windows and one consumer task that analyses them in order (the DSP 
 batched across sessions in worker processes) and appends the resulting events to the
 session's stream. Ending a session, by request or by the reaper, closes everything attached
 to it: the ingest socket, the consumer, and every subscriber's stream (``session-end``).
+
+Across nodes, a session's stream is appended by the node holding its ingest socket. That
+node holds a lease on the session in the store, renewed with its sample count every third of
+``lease_s``; an ingest socket connecting to another node claims the session once the lease is
+free (released when the socket left, or run out because the node died) and carries on from the
+sample count in the store and the stream's last seq. A node that finds it has lost a session
+(ended elsewhere, or claimed by another node) lets its copy go.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import contextlib
 import csv
 import io
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +35,7 @@ from tonewire.metrics import Metrics
 from tonewire.sessions.buffer import DueWindow, SampleBuffer
 from tonewire.sessions.classifier import Classifier, ClassifierFactory, WindowEvents
 from tonewire.sessions.model import (
+    CLOSE_ALREADY_STREAMING,
     CLOSE_SESSION_ENDED,
     SessionOptions,
     SessionState,
@@ -35,7 +44,7 @@ from tonewire.sessions.model import (
     session_view,
 )
 from tonewire.store.database import Store
-from tonewire.streams.log import StreamLog
+from tonewire.streams.log import StreamConflict, StreamLog
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,7 @@ _WARN_EVERY_S: Final = 10.0
 _DRAIN_S: Final = 5.0
 _BACKPRESSURE_S: Final = 2.0
 _PROBE_WAIT_S: Final = 0.5
+_RELEASE_POLL_S: Final = 0.05
 MIN_WINDOW_S: Final = 0.25
 """The speech analysis needs at least this much audio; a shorter finalised tail is padded."""
 
@@ -98,7 +108,8 @@ class SessionService:
                  idle_ttl_s: float, max_sessions: int,
                  member_count: Callable[[str], int] = lambda _stream: 0,
                  clock: Callable[[], float] = time.monotonic,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None,
+                 node: str | None = None, lease_s: float = 10.0) -> None:
         self.store = store
         self.log = log
         self.classifiers = classifiers
@@ -107,25 +118,28 @@ class SessionService:
         self.member_count = member_count
         self.clock = clock
         self.metrics = metrics
+        self.node = node or secrets.token_hex(8)
+        self.lease_s = lease_s
         self.live: dict[str, LiveSession] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._leases: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._ending: dict[str, asyncio.Task[dict[str, Any]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self, *, reaper: bool = True) -> None:
-        """Bring back sessions a previous process left active (their sample clocks intact);
+        """Start the reaper and the lease keeper. Sessions a previous process left active
+        come back when their ingest reconnects (their sample clocks intact), on any node;
         the reaper ends them if nobody returns."""
-        for row in await self.store.sessions_with_state(SessionState.ACTIVE):
-            opts = SessionOptions.model_validate_json(row["options"])
-            self._make_live(row["id"], opts, start_sample=int(row["samples"]))
         if reaper:
             self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
+        self._leases = asyncio.create_task(self._keep_leases(), name="session-leases")
 
     async def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
-            await asyncio.gather(self._reaper, return_exceptions=True)
+        for task in (self._reaper, self._leases):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         for s in list(self.live.values()):
             await self._stop_live(s, persist=True)
         self.live.clear()
@@ -138,7 +152,9 @@ class SessionService:
         session_id = new_session_id()
         row = {"id": session_id, "state": SessionState.ACTIVE.value,
                "options": options.model_dump_json(), "samples": 0, "created_at": now,
-               "updated_at": now, "ended_at": None, "end_reason": None}
+               "updated_at": now, "ended_at": None, "end_reason": None,
+               # No ingest yet: the first socket may connect through any node.
+               "owner": self.node, "lease_expires": 0.0}
         await self.store.insert_session(row)
         live = self._make_live(session_id, options, start_sample=0)
         # The probe (a sidecar's /health) may not hold up the start for long: past a short
@@ -152,8 +168,9 @@ class SessionService:
 
     async def _report_readiness(self, live: LiveSession) -> None:
         status = await live.classifier.readiness()
-        await self.log.append(live.stream, "service-event",
-                              {"session_id": live.id, **status, "timestamp": 0.0})
+        with contextlib.suppress(StreamConflict):  # the session moved to another node first
+            await self.log.append(live.stream, "service-event",
+                                  {"session_id": live.id, **status, "timestamp": 0.0})
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -167,7 +184,7 @@ class SessionService:
         return row
 
     def view(self, row: dict[str, Any]) -> dict[str, Any]:
-        live = self.live.get(row["id"])
+        live = self._current(row)
         extra: dict[str, Any] = {"ingest_connected": False, "subscribers": 0}
         if live is not None:
             extra = {"ingest_connected": live.ingest is not None,
@@ -191,6 +208,13 @@ class SessionService:
         row = await self.get_row(session_id)
         if row["state"] == SessionState.ENDED:
             return self.view(row)
+        if row.get("owner") not in (None, self.node):
+            stale = self.live.pop(session_id, None)  # another node has held it since
+            if stale is not None:
+                await self._stop_live(stale, persist=False)
+            row = await self._wait_released(row)
+            if row["state"] == SessionState.ENDED:
+                return self.view(row)
         live = self.live.get(session_id)
         if live is not None and reason == "ended":
             # Asked to end: finish the windows already received (bounded), so the tail of
@@ -205,6 +229,7 @@ class SessionService:
             await self._stop_live(live, persist=False)
         opts = SessionOptions.model_validate_json(row["options"])
         now = time.time()
+        await self.log.take(session_stream(session_id))  # another node may have appended
         await self.log.append(session_stream(session_id), "session-end", {
             "session_id": session_id, "reason": reason,
             "timestamp": samples / opts.sample_rate},
@@ -217,13 +242,58 @@ class SessionService:
                 await live.ingest.close_ingest(CLOSE_SESSION_ENDED, "session ended")
         return self.view(await self.get_row(session_id))
 
+    async def _wait_released(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Ending a session another node holds: let that node finish what its socket sent and
+        free the lease (bounded), then take it, so the end comes after the last event and
+        carries the exact sample count. Past the wait, end anyway: the holder notices on its
+        next renewal and closes its socket."""
+        deadline = time.monotonic() + _DRAIN_S + self.lease_s / 3
+        while time.monotonic() < deadline:
+            lease = row.get("lease_expires")
+            if lease is None or lease < time.time():
+                claimed, _ = await self.store.claim_session(row["id"], self.node,
+                                                            now=time.time(),
+                                                            lease_s=self.lease_s)
+                if claimed is not None:
+                    return claimed
+            await asyncio.sleep(_RELEASE_POLL_S)
+            row = await self.get_row(row["id"])
+            if row["state"] == SessionState.ENDED:
+                break
+        return row
+
+    def _current(self, row: dict[str, Any]) -> LiveSession | None:
+        """This node's copy of a session, unless another node has held it since (then the
+        copy's counts are stale and the row is the truth)."""
+        return self.live.get(row["id"]) if row.get("owner") in (None, self.node) else None
+
     # -- ingest ----------------------------------------------------------------------------
-    def attach_ingest(self, session_id: str, handle: IngestHandle) -> LiveSession:
+    async def attach_ingest(self, session_id: str, handle: IngestHandle) -> LiveSession:
+        """Connect an ingest socket: claim the session for this node (its lease must be free:
+        no socket on another node) and continue from its sample count."""
         live = self.live.get(session_id)
-        if live is None:
-            raise SessionNotFound(f"no active session {session_id}")
-        if live.ingest is not None:
+        if live is not None and live.ingest is not None:
             raise IngestBusy("another ingest socket is connected to this session")
+        row, previous = await self.store.claim_session(session_id, self.node, now=time.time(),
+                                                       lease_s=self.lease_s)
+        if row is None:
+            if (await self.get_row(session_id))["state"] != SessionState.ACTIVE:
+                raise SessionNotFound(f"no active session {session_id}")
+            raise IngestBusy("an ingest socket is connected to this session on another node")
+        live = self.live.get(session_id)
+        if live is not None and live.ingest is not None:  # lost a race on this node
+            raise IngestBusy("another ingest socket is connected to this session")
+        if live is not None and previous not in (None, self.node):
+            # Another node has had it since: our copy's clock and analysis state are stale.
+            self.live.pop(session_id, None)
+            await self._stop_live(live, persist=False)
+            live = None
+        await self.log.take(session_stream(session_id))
+        if live is None:
+            if len(self.live) >= self.max_sessions:
+                raise SessionLimit(f"the server is at its limit of {self.max_sessions} sessions")
+            opts = SessionOptions.model_validate_json(row["options"])
+            live = self._make_live(session_id, opts, start_sample=int(row["samples"]))
         live.ingest = handle
         live.idle_since = None
         return live
@@ -233,7 +303,13 @@ class SessionService:
             live.ingest = None
             self._touch(live)
             if live.id in self.live:
-                await self.store.update_session(live.id, samples=live.buffer.total)
+                # Finish what was received, then free the lease with the exact sample count,
+                # so the next socket may connect through any node (unless one already came
+                # back here: the lease is its own then).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(live.queue.join(), _DRAIN_S)
+                freed = {"lease_expires": 0.0} if live.ingest is None else {}
+                await self.store.update_session(live.id, samples=live.buffer.total, **freed)
 
     async def push(self, live: LiveSession, pcm: bytes) -> None:
         """Queue the windows this frame completes. When analysis is behind, wait (up to
@@ -313,7 +389,59 @@ class SessionService:
                 log.info("reaping idle session %s", live.id)
                 await self.end(live.id, reason="idle")
                 ended.append(live.id)
+        # Sessions no node has held for two TTLs (their node died, or a previous process left
+        # them): claimed here, so exactly one node ends each.
+        wall = time.time()
+        for row in await self.store.lapsed_sessions(before=wall - 2 * self.idle_ttl_s):
+            if row["id"] in self.live or row["updated_at"] > wall - 2 * self.idle_ttl_s:
+                continue
+            claimed, _ = await self.store.claim_session(row["id"], self.node, now=wall,
+                                                        lease_s=self.lease_s)
+            if claimed is not None:
+                log.info("reaping orphaned session %s", row["id"])
+                await self.end(row["id"], reason="idle")
+                ended.append(row["id"])
         return ended
+
+    async def keep_leases_once(self) -> None:
+        """Renew this node's leases (with sample counts) and let go of sessions that ended
+        on another node or were claimed by one."""
+        attached = {sid: live.buffer.total for sid, live in self.live.items()
+                    if live.ingest is not None}
+        if attached:
+            await self.store.renew_sessions(self.node, attached,
+                                            until=time.time() + self.lease_s)
+        # Followed here without an ingest socket: in use, though nobody holds the lease
+        # (another node's reaper must not take it for an orphan).
+        watched = [sid for sid, live in self.live.items()
+                   if live.ingest is None and self.subscribers(live) > 0]
+        if watched:
+            await self.store.touch_sessions(watched)
+        if not self.live:
+            return
+        for sid, (state, owner) in (await self.store.session_states(list(self.live))).items():
+            live = self.live.get(sid)
+            if live is None:
+                continue
+            ended = state == SessionState.ENDED
+            if ended or owner not in (None, self.node):
+                log.info("session %s %s elsewhere", sid, "ended" if ended else "moved")
+                self.live.pop(sid, None)
+                await self._stop_live(live, persist=False)
+                self.log.forget(live.stream)
+                if live.ingest is not None:
+                    with contextlib.suppress(Exception):
+                        await live.ingest.close_ingest(
+                            CLOSE_SESSION_ENDED if ended else CLOSE_ALREADY_STREAMING,
+                            "session ended" if ended else "session moved to another node")
+
+    async def _keep_leases(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                await self.keep_leases_once()
+            except Exception:
+                log.exception("renewing session leases failed")
 
     async def _reap_forever(self) -> None:
         interval = max(self.idle_ttl_s / 2.0, 0.05)
@@ -388,8 +516,11 @@ class SessionService:
                 live.last_warning = now
                 await self._warn(live, warning)
         if result.events:
-            await self.log.append_many(live.stream, [
-                (etype, {"session_id": live.id, **data}) for etype, data in result.events])
+            try:
+                await self.log.append_many(live.stream, [
+                    (etype, {"session_id": live.id, **data}) for etype, data in result.events])
+            except StreamConflict:  # another node holds the session now; it lets ours go
+                log.warning("session %s: another node appends to its stream", live.id)
         if self.metrics is not None and win.closed_at:
             self.metrics.window_latency.observe(time.monotonic() - win.closed_at)
 
@@ -398,5 +529,6 @@ class SessionService:
             live.consumer.cancel()
             await asyncio.gather(live.consumer, return_exceptions=True)
         await live.classifier.close()
-        if persist:
-            await self.store.update_session(live.id, samples=live.buffer.total)
+        if persist:  # and free the lease: the session may continue on another node
+            await self.store.update_session(live.id, samples=live.buffer.total,
+                                            lease_expires=0.0)

@@ -19,11 +19,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy import bindparam, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tonewire.store import schema
+from tonewire.store.migrations import migrate
 from tonewire.streams.event import StreamEvent
 
 
@@ -31,11 +32,19 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{data_dir / 'tonewire.db'}"
 
 
+def engine_url(url: str) -> str:
+    """The SQLAlchemy URL with its async driver: ``postgresql://`` means asyncpg."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+asyncpg://" + url.removeprefix(plain)
+    return url
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=5000")  # first: switching to WAL may wait for a lock
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")  # durable against process crashes, fast
-    cur.execute("PRAGMA busy_timeout=5000")
     cur.close()
 
 
@@ -48,14 +57,22 @@ class Store:
         self.url = url
         self._writes: asyncio.Queue[tuple[WriteOp, asyncio.Future[None]]] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
-        self.engine: AsyncEngine = create_async_engine(url)
+        # pre-ping: a networked database may have restarted since a connection was pooled.
+        # PostgreSQL commits without waiting for the WAL flush: the durability of the SQLite
+        # setting (synchronous=NORMAL): a killed tonewire process loses nothing committed; a
+        # crashed database server may lose its last fraction of a second, never consistency.
+        # Events are published only after their commit, so the flush would sit in every
+        # event's delivery.
+        pg = engine_url(url).startswith("postgresql+asyncpg")
+        self.engine: AsyncEngine = create_async_engine(
+            engine_url(url), pool_pre_ping=not url.startswith("sqlite"),
+            connect_args={"server_settings": {"synchronous_commit": "off"}} if pg else {})
         if url.startswith("sqlite"):
             sync: Engine = self.engine.sync_engine
             event.listen(sync, "connect", _sqlite_pragmas)
 
     async def start(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(schema.metadata.create_all)
+        await migrate(self.engine)
         self._writer = asyncio.create_task(self._write_forever(), name="store-writer")
 
     async def close(self) -> None:
@@ -231,6 +248,74 @@ class Store:
             await conn.execute(update(schema.sessions).where(
                 schema.sessions.c.id == session_id).values(**values))
         await self._write(op)
+
+    async def claim_session(self, session_id: str, node: str, *, now: float,
+                            lease_s: float) -> tuple[dict[str, Any] | None, str | None]:
+        """Make ``node`` the owner of an active session if nobody else holds a live lease on
+        it (compare-and-set on the owner and lease it read). Returns ``(row, previous owner)``
+        on success, ``(None, None)`` otherwise (unknown, ended, or held elsewhere)."""
+        row = await self.get_session(session_id)
+        if row is None or row["state"] != "active":
+            return None, None
+        owner, lease = row.get("owner"), row.get("lease_expires")
+        if owner not in (None, node) and lease is not None and lease >= now:
+            return None, None
+        t = schema.sessions
+        won: list[bool] = []
+
+        async def op(conn: AsyncConnection) -> None:
+            same = [t.c.owner.is_(None) if owner is None else t.c.owner == owner]
+            if owner != node:  # between nodes the lease read must still be the lease
+                same.append(t.c.lease_expires.is_(None) if lease is None
+                            else t.c.lease_expires == lease)
+            res = await conn.execute(
+                update(t).where(t.c.id == session_id, t.c.state == "active", *same)
+                .values(owner=node, lease_expires=now + lease_s, updated_at=time.time()))
+            won.append(res.rowcount == 1)
+        await self._write(op)
+        if not won[0]:
+            return None, None
+        row.update(owner=node, lease_expires=now + lease_s)
+        return row, owner
+
+    async def renew_sessions(self, node: str, samples: dict[str, int], *, until: float
+                             ) -> None:
+        """Extend ``node``'s leases on these sessions and record their sample counts (only
+        where it still is the owner)."""
+        t = schema.sessions
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(
+                update(t).where(t.c.id == bindparam("sid"), t.c.owner == node)
+                .values(samples=bindparam("n"), lease_expires=until),
+                [{"sid": sid, "n": n} for sid, n in samples.items()])
+        await self._write(op)
+
+    async def touch_sessions(self, ids: Sequence[str]) -> None:
+        """Mark sessions as in use now (``updated_at``) without taking their lease."""
+        t = schema.sessions
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(update(t).where(t.c.id.in_(list(ids)))
+                               .values(updated_at=time.time()))
+        await self._write(op)
+
+    async def session_states(self, ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        """``{id: (state, owner)}`` for these sessions."""
+        t = schema.sessions
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t.c.id, t.c.state, t.c.owner).where(
+                t.c.id.in_(list(ids))))).all()
+        return {r.id: (r.state, r.owner) for r in rows}
+
+    async def lapsed_sessions(self, *, before: float) -> list[dict[str, Any]]:
+        """Active sessions whose owner's lease ran out before ``before`` (or never had one)."""
+        t = schema.sessions
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(t).where(
+                t.c.state == "active",
+                or_(t.c.lease_expires.is_(None), t.c.lease_expires < before)))).mappings().all()
+        return [dict(r) for r in rows]
 
     async def sessions_with_state(self, state: str) -> list[dict[str, Any]]:
         t = schema.sessions

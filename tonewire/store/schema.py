@@ -73,5 +73,9 @@ sessions = Table(
     Column("ended_at", Float),
     Column("end_reason", String(32)),
     Column("dropped_windows", BigInteger, nullable=False, default=0),
+    # Which node owns the session's stream (holds its ingest), and until when (epoch s):
+    # another node takes over only once the lease has lapsed. Added by migration 2.
+    Column("owner", String(32)),
+    Column("lease_expires", Float),
     Index("sessions_state", "state"),
 )

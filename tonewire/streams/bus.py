@@ -24,6 +24,13 @@ class SubscriberOverflow(TonewireError):
     code = "SUBSCRIBER_OVERFLOW"
 
 
+class BusInterrupted(SubscriberOverflow):
+    """The bus itself may have dropped events (a lost connection): not the subscriber's
+    fault, so followers resume from the log in place."""
+
+    code = "BUS_INTERRUPTED"
+
+
 class Subscription:
     """One subscriber's bounded buffer of events for one stream."""
 
@@ -31,6 +38,7 @@ class Subscription:
         self.stream = stream
         self._queue: asyncio.Queue[StreamEvent | None] = asyncio.Queue(maxsize)
         self.overflowed = False
+        self.interrupted = False
 
     def offer(self, event: StreamEvent) -> None:
         """Called by the bus: queue the event, or mark the subscriber as cut off."""
@@ -43,6 +51,12 @@ class Subscription:
             while not self._queue.empty():  # free the memory now; the log has everything
                 self._queue.get_nowait()
             self._queue.put_nowait(event)  # wakes a waiting reader, which then sees overflow
+
+    def cut_off(self) -> None:
+        """A networked bus lost its connection and may have missed events: the reader gets
+        :class:`BusInterrupted` and resumes from the log."""
+        self.overflowed = self.interrupted = True
+        self.nudge()
 
     def nudge(self) -> None:
         """Wake the reader without an event (``get`` returns ``None``)."""
@@ -58,10 +72,11 @@ class Subscription:
                 event = await asyncio.wait_for(self._queue.get(), timeout)
             except TimeoutError:
                 return None
+        if self.interrupted:
+            raise BusInterrupted(f"the bus may have dropped events of {self.stream}")
         if self.overflowed:
             raise SubscriberOverflow(f"subscriber to {self.stream} fell behind")
         return event
-
 
 
 class Bus(Protocol):
@@ -97,6 +112,12 @@ class MemoryBus:
     def subscriber_count(self, stream: str) -> int:
         return len(self._subs.get(stream, ()))
 
+    def cut_off_all(self) -> None:
+        """Cut off every subscriber (each resumes from the log): events may have been lost."""
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                sub.cut_off()
+
     @asynccontextmanager
     async def subscribe(self, stream: str, *, maxsize: int = 1024
                         ) -> AsyncIterator[Subscription]:
@@ -112,8 +133,13 @@ class MemoryBus:
                     del self._subs[stream]
 
 
-def bus_from_url(url: str) -> MemoryBus:
-    """The bus for a URL: ``memory://`` (default). Other schemes arrive with scale-out."""
+def bus_from_url(url: str, *, namespace: str = "tonewire") -> Bus:
+    """The bus for a URL: ``memory://`` (default, one process) or ``redis://`` /
+    ``rediss://`` (between processes; ``namespace`` prefixes its channels)."""
     if url.startswith("memory://"):
         return MemoryBus()
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from tonewire.streams.redis_bus import RedisBus  # lazy: the default install has no redis
+
+        return RedisBus(url, namespace=namespace)
     raise TonewireError(f"unsupported bus URL {url!r}", code="INVALID_SETTING")

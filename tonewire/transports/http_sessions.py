@@ -27,6 +27,7 @@ from tonewire.sessions.model import (
 from tonewire.sessions.service import (
     SESSION_TERMINAL,
     IngestBusy,
+    SessionLimit,
     SessionNotFound,
     SessionService,
 )
@@ -34,6 +35,7 @@ from tonewire.transports.limits import limit_session_start
 from tonewire.transports.sse import encode_event, event_stream, parse_last_event_id
 
 router = APIRouter()
+CLOSE_TRY_AGAIN = 1013  # RFC 6455 "try again later": this node is full, another may not be
 
 
 def _sessions(request: Request | WebSocket) -> SessionService:
@@ -148,7 +150,10 @@ async def ingest(ws: WebSocket, session_id: str) -> None:
     max_frame = ws.app.state.settings.max_frame_bytes
     handle = _SocketHandle(ws)
     try:
-        live = service.attach_ingest(session_id, handle)
+        live = await service.attach_ingest(session_id, handle)
+    except SessionLimit:
+        await ws.close(CLOSE_TRY_AGAIN, "the server is at its session limit")
+        return
     except SessionNotFound:
         await ws.close(CLOSE_UNKNOWN_SESSION, "unknown or ended session")
         return

@@ -51,6 +51,8 @@ class RoomPump:
         self._joins: list[tuple[str, int]] = []
         self._wake = asyncio.Event()
         self._sent = 0
+        self._delivered: int | None = None
+        """The last seq sent to the room (None before the first subscription)."""
         self.task = asyncio.create_task(self._run(), name=f"pump-{stream}")
 
     @property
@@ -76,6 +78,12 @@ class RoomPump:
                     # Every event after this point arrives on `sub`; everything up to it is
                     # in the log.
                     cursor = await logs.store.last_seq(self.stream)
+                    if self._delivered is not None:  # back after a cut-off: fill the room in
+                        for missed in await logs.read(self.stream, after=self._delivered):
+                            if missed.seq > cursor:
+                                break
+                            await self._deliver(missed)
+                    self._delivered = cursor
                     waker = asyncio.create_task(self._forward_wakes(sub))
                     try:
                         if await self._pump(sub, cursor, sio):
@@ -128,7 +136,7 @@ class RoomPump:
                         break
                     await self._deliver(missed)
             await self._deliver(ev)
-            cursor = ev.seq
+            cursor = self._delivered = ev.seq
             ended = ev.type in self.hub.terminal  # nothing follows it
 
     def _encode(self, ev: StreamEvent) -> Encoded:
