@@ -66,8 +66,11 @@ class WorkerPool:
         for _ in range(self.size):
             self._idle.put_nowait(await asyncio.to_thread(self._spawn))
 
-    async def run(self, task_id: str, task: dict[str, Any]) -> AsyncIterator[tuple[Any, ...]]:
-        """Run ``task`` on the next free worker; yield its messages until ``("done",)``.
+    async def run(self, task_id: str, task: dict[str, Any]
+                  ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Run ``task`` on the next free worker; yield its messages, in order, in lists of
+        those that were waiting together (so the caller can store a burst of segments in one
+        write), until ``("done",)``.
 
         Raises :class:`WorkerLost` if the worker dies or the task is cancelled.
         """
@@ -83,15 +86,17 @@ class WorkerPool:
             worker.conn.send(task)
             while True:
                 try:
-                    msg: tuple[Any, ...] = await loop.run_in_executor(self._reader,
-                                                                      worker.conn.recv)
+                    msgs = await loop.run_in_executor(self._reader, _recv_waiting,
+                                                      worker.conn)
                 except (EOFError, OSError) as exc:
                     reason = "cancelled" if worker.cancelled else "died"
                     raise WorkerLost(f"worker {reason} during task {task_id}") from exc
-                if msg[0] == "done":
+                if msgs[-1][0] == "done":
                     healthy = True
+                    if len(msgs) > 1:
+                        yield msgs[:-1]
                     return
-                yield msg
+                yield msgs
         finally:
             self._busy.pop(task_id, None)
             worker.task_id = None
@@ -139,3 +144,14 @@ class WorkerPool:
             self._kill(worker)
             self._discard(worker)
         self._reader.shutdown(wait=False, cancel_futures=True)
+
+
+_MAX_BATCH = 64
+
+
+def _recv_waiting(conn: Connection) -> list[tuple[Any, ...]]:
+    """One message (blocking), then whatever else is already waiting, up to ``("done",)``."""
+    msgs: list[tuple[Any, ...]] = [conn.recv()]
+    while msgs[-1][0] != "done" and len(msgs) < _MAX_BATCH and conn.poll():
+        msgs.append(conn.recv())
+    return msgs

@@ -275,49 +275,59 @@ class JobService:
         summary: dict[str, Any] | None = None
         failure: tuple[str, str] | None = None
         started_at = 0.0
+        chunks: list[tuple[str, dict[str, Any]]] = []  # segments not yet in the log
+
+        async def store_chunks() -> None:
+            if chunks:  # a burst of segments: one write, one commit
+                await self.log.append_many(stream, chunks)
+                chunks.clear()
+
         try:
-            async for msg in self.pool.run(job_id, task):
-                kind = msg[0]
-                if kind == "started":  # a worker has the job: it is decoding now
-                    info = msg[1]
-                    started_at = time.monotonic() if done_chunks == 0 else 0.0
-                    log.info("analysing %s (%s)", row["source_name"], info.get("codec"))
-                    if info.get("title") and source is None:  # a site's title comes first
-                        await self.store.update_job(job_id, title=info["title"])
-                    if done_chunks == 0 and progress < DECODING_PROGRESS:
-                        progress = DECODING_PROGRESS
-                        await self._progress(job_id, JobStatus.DECODING, progress,
-                                             "decoding audio")
-                elif kind == "fetching" and progress < 1:
-                    progress = 1
-                    await self._progress(job_id, JobStatus.DECODING, 1, "resolving the URL")
-                elif kind == "source":  # URL metadata, within limits; downloading next
-                    source = msg[1]
-                    await self.store.update_job(job_id, title=source.get("title"))
-                elif kind == "download":
-                    pct, text = _download_progress(msg[1], msg[2])
-                    if pct > progress or (msg[2] is None and pct == progress):
-                        progress = pct
-                        await self._progress(job_id, JobStatus.DECODING, pct, text)
-                elif kind == "progress" and msg[1] is not None:
-                    lo, hi = URL_ANALYSIS_SPAN if is_url else ANALYSIS_SPAN
-                    pct = lo + int(msg[1] * (hi - lo))
-                    if pct > progress:
-                        progress = pct
-                        await self._progress(job_id, JobStatus.ANALYZING, pct,
-                                             f"analysed {msg[2]:.0f} s of audio")
-                elif kind == "segment":
-                    index, segment = msg[1], msg[2]
-                    if index < done_chunks:
-                        continue  # already in the stream from before a restart
-                    await self.log.append(stream, "chunk", {
-                        "type": "chunk", "job_id": job_id, "timestamp": segment["startTime"],
-                        "segment": segment})
-                    done_chunks = index + 1
-                elif kind == "finished":
-                    summary = msg[1]
-                elif kind == "error":  # read on to ("done",): the worker stays reusable
-                    failure = (msg[1], msg[2])
+            async for batch in self.pool.run(job_id, task):
+                for msg in batch:
+                    kind = msg[0]
+                    if kind == "segment":
+                        index, segment = msg[1], msg[2]
+                        if index >= done_chunks:  # else in the stream from before a restart
+                            chunks.append(("chunk", {
+                                "type": "chunk", "job_id": job_id,
+                                "timestamp": segment["startTime"], "segment": segment}))
+                            done_chunks = index + 1
+                        continue
+                    await store_chunks()  # what came before this message is logged first
+                    if kind == "started":  # a worker has the job: it is decoding now
+                        info = msg[1]
+                        started_at = time.monotonic() if done_chunks == 0 else 0.0
+                        log.info("analysing %s (%s)", row["source_name"], info.get("codec"))
+                        if info.get("title") and source is None:  # a site's title comes first
+                            await self.store.update_job(job_id, title=info["title"])
+                        if done_chunks == 0 and progress < DECODING_PROGRESS:
+                            progress = DECODING_PROGRESS
+                            await self._progress(job_id, JobStatus.DECODING, progress,
+                                                 "decoding audio")
+                    elif kind == "fetching" and progress < 1:
+                        progress = 1
+                        await self._progress(job_id, JobStatus.DECODING, 1, "resolving the URL")
+                    elif kind == "source":  # URL metadata, within limits; downloading next
+                        source = msg[1]
+                        await self.store.update_job(job_id, title=source.get("title"))
+                    elif kind == "download":
+                        pct, text = _download_progress(msg[1], msg[2])
+                        if pct > progress or (msg[2] is None and pct == progress):
+                            progress = pct
+                            await self._progress(job_id, JobStatus.DECODING, pct, text)
+                    elif kind == "progress" and msg[1] is not None:
+                        lo, hi = URL_ANALYSIS_SPAN if is_url else ANALYSIS_SPAN
+                        pct = lo + int(msg[1] * (hi - lo))
+                        if pct > progress:
+                            progress = pct
+                            await self._progress(job_id, JobStatus.ANALYZING, pct,
+                                                 f"analysed {msg[2]:.0f} s of audio")
+                    elif kind == "finished":
+                        summary = msg[1]
+                    elif kind == "error":  # read on to ("done",): the worker stays reusable
+                        failure = (msg[1], msg[2])
+                await store_chunks()
         except WorkerLost:
             await self._finish_error(job_id, JobStatus.ERROR, "WORKER_LOST",
                                      "the analysis worker stopped unexpectedly")
