@@ -97,6 +97,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from tonewire.app import create_app
     from tonewire.config import Settings
     from tonewire.logs import configure
+    from tonewire.transports.ws_protocol import WebSocketProtocol
 
     settings = Settings()
     log_config = configure(settings.log_format)
@@ -113,7 +114,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             super().handle_exit(sig, frame)
 
     # PCM and JSON events barely compress; per-message deflate costs more CPU than it saves.
-    config = uvicorn.Config(app, host=args.host, port=args.port, ws="websockets-sansio",
+    # websockets-sansio, pausing reads at a high-water mark instead of after every frame.
+    config = uvicorn.Config(app, host=args.host, port=args.port, ws=WebSocketProtocol,
                             ws_per_message_deflate=False, ws_max_size=settings.max_frame_bytes,
                             log_level="info", log_config=log_config, lifespan="on",
                             timeout_graceful_shutdown=5)

@@ -34,12 +34,14 @@ class _Pending:
     key: str
     spec: str
     samples: np.ndarray
+    span: Any
     future: asyncio.Future[Any]
 
 
-BatchFn = Callable[[np.ndarray, int, list[str], list[str]], list[Any]]
-"""Worker-side ``fn(X [shape=(n, len)], sr, keys, specs) -> [result per row]``; ``keys``
-name the sessions (state kept in the worker), ``specs`` say how to make a new one's state."""
+BatchFn = Callable[[np.ndarray, int, list[str], list[str], list[Any]], list[Any]]
+"""Worker-side ``fn(X [shape=(n, len)], sr, keys, specs, spans) -> [result per row]``;
+``keys`` name the sessions (state kept in the worker), ``specs`` say how to make a new one's
+state, ``spans`` are what each caller passed along with its row (its window's position)."""
 ForgetFn = Callable[[list[str]], None]
 
 
@@ -97,12 +99,13 @@ class WindowBatcher:
     def worker_of(self, key: str) -> int:
         return zlib.crc32(key.encode()) % max(self.workers, 1)
 
-    async def analyze(self, samples: np.ndarray, *, sr: int, key: str, spec: str) -> Any:
+    async def analyze(self, samples: np.ndarray, *, sr: int, key: str, spec: str,
+                      span: Any = None) -> Any:
         """Analyse one window of session ``key``; returns the batch function's row result."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         group = (self.worker_of(key), sr, samples.size)
-        self._pending[group].append(_Pending(key, spec, samples, fut))
+        self._pending[group].append(_Pending(key, spec, samples, span, fut))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -130,7 +133,7 @@ class WindowBatcher:
         try:
             results = await loop.run_in_executor(
                 self._executors[worker], self.fn, batch, sr, [it.key for it in items],
-                [it.spec for it in items])
+                [it.spec for it in items], [it.span for it in items])
         except Exception as exc:  # surface to every waiting session, never crash the loop
             for it in items:
                 if not it.future.done():
