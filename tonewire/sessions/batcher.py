@@ -1,9 +1,9 @@
 """Batch due windows from every live session into one vectorised call off the event loop.
 
-Windows submitted in the same turn of the event loop are grouped by worker and (rate, length)
-and run as one array through the speech analysis in a worker process; each submitter awaits
-its own row. With hundreds of sessions this turns hundreds of small numpy calls into a few
-large ones and keeps DSP out of the loop.
+Windows are grouped by worker and (rate, length) and run as one array through the speech
+analysis in a worker process; each submitter awaits its own row. A worker has one batch in
+flight: what arrives meanwhile is the next batch. With hundreds of sessions this turns
+hundreds of small numpy calls into a few large ones and keeps DSP out of the loop.
 
 A session always goes to the same worker (by a stable hash of its key), so per-session state
 that cannot travel between processes (a Silero model's recurrent state, a native handle) lives
@@ -19,7 +19,6 @@ import os
 import threading
 import time
 import zlib
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ class _Pending:
     spec: str
     samples: np.ndarray
     span: Any
+    sr: int
     future: asyncio.Future[Any]
 
 
@@ -68,17 +68,25 @@ def _noop() -> None:
 
 
 class WindowBatcher:
+    """Each worker runs one batch at a time; windows that arrive meanwhile wait and go
+    together as the next batch as soon as it is free. So an idle server analyses a window at
+    once (no batching delay), and a loaded one sends ever larger batches (one process round
+    trip, one pickle and one vectorised call for many windows) instead of queueing hundreds
+    of one-window calls behind each other."""
+
     def __init__(self, fn: BatchFn, *, workers: int, forget: ForgetFn | None = None,
-                 max_batch: int = 256, warm_module: str | None = None) -> None:
+                 max_batch: int = 128, warm_module: str | None = None) -> None:
         self.fn = fn
         self.forget_fn = forget
         self.max_batch = max_batch
         self.warm_module = warm_module
         self.workers = workers
         self._executors: list[ProcessPoolExecutor] = []
-        self._pending: dict[tuple[int, int, int], list[_Pending]] = defaultdict(list)
-        self._scheduled = False
+        self._queues: list[list[_Pending]] = [[] for _ in range(workers)]
+        self._busy = [False] * workers
+        self._scheduled = [False] * workers
         self._running: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     def start(self) -> None:
         ctx = mp.get_context("spawn")
@@ -89,6 +97,7 @@ class WindowBatcher:
             self._executors.append(ex)
 
     async def close(self) -> None:
+        self._closing = True
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
@@ -104,11 +113,12 @@ class WindowBatcher:
         """Analyse one window of session ``key``; returns the batch function's row result."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        group = (self.worker_of(key), sr, samples.size)
-        self._pending[group].append(_Pending(key, spec, samples, span, fut))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
+        worker = self.worker_of(key)
+        self._queues[worker].append(_Pending(key, spec, samples, span, sr, fut))
+        if not self._busy[worker] and not self._scheduled[worker]:
+            # Windows closed in this turn of the event loop go together.
+            self._scheduled[worker] = True
+            loop.call_soon(self._dispatch, worker)
         return await fut
 
     def forget(self, key: str) -> None:
@@ -116,16 +126,38 @@ class WindowBatcher:
         if self.forget_fn is not None and self._executors:
             self._executors[self.worker_of(key)].submit(self.forget_fn, [key])
 
-    def _flush(self) -> None:
-        self._scheduled = False
-        groups, self._pending = self._pending, defaultdict(list)
-        for (worker, sr, _n), items in groups.items():
-            for i in range(0, len(items), self.max_batch):
-                task = asyncio.create_task(self._run(worker, sr, items[i : i + self.max_batch]))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+    def _dispatch(self, worker: int) -> None:
+        """Send the worker its next batch: the waiting windows shaped like the oldest one."""
+        self._scheduled[worker] = False
+        queue = [it for it in self._queues[worker] if not it.future.done()]  # not cancelled
+        if self._busy[worker] or not queue:
+            self._queues[worker] = queue
+            return
+        first = queue[0]
+        shape = (first.sr, first.samples.shape, first.samples.dtype)
+        batch: list[_Pending] = []
+        rest: list[_Pending] = []
+        for it in queue:
+            if len(batch) < self.max_batch and (it.sr, it.samples.shape,
+                                                it.samples.dtype) == shape:
+                batch.append(it)
+            else:
+                rest.append(it)
+        self._queues[worker] = rest
+        self._busy[worker] = True
+        task = asyncio.create_task(self._run(worker, first.sr, batch))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     async def _run(self, worker: int, sr: int, items: list[_Pending]) -> None:
+        try:
+            await self._analyse(worker, sr, items)
+        finally:
+            self._busy[worker] = False
+            if self._queues[worker] and not self._closing:
+                self._dispatch(worker)
+
+    async def _analyse(self, worker: int, sr: int, items: list[_Pending]) -> None:
         if not self._executors:
             raise RuntimeError("batcher not started")
         batch = np.stack([it.samples for it in items])

@@ -146,7 +146,7 @@ class BuiltinClassifier:
                 "message": f"builtin speech analysis ({self.options.vad} voice activity)"}
 
     async def classify(self, win: DueWindow) -> WindowEvents:
-        events = await self.batcher.analyze(win.samples, sr=self.options.sample_rate,
+        events = await self.batcher.analyze(win.rows, sr=self.options.sample_rate,
                                             key=self.session_id, spec=self.spec,
                                             span=(win.start_sample, win.end_sample))
         return WindowEvents(events=events)
