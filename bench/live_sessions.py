@@ -445,8 +445,8 @@ async def client_main(port: int, n: int, seconds: float, seed: int, q: Any, go: 
         await asyncio.sleep(max(0.0, base + tick * TICK_S - time.perf_counter()))
     # The last window's tone event may still be on its way: wait for it (bounded).
     t_end = time.perf_counter() + 10
-    while any(s.window_sent for s in streams) and time.perf_counter() < t_end:
-        await asyncio.sleep(0.01)  # noqa: ASYNC110 (polls many streams' dicts, bounded)
+    while any(s.window_sent for s in streams) and time.perf_counter() < t_end:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)  # polls every stream's pending windows; bounded
     cpu = time.process_time() - cpu0
     q.put("streamed")
     for s in streams:
