@@ -8,7 +8,8 @@ with min_confidence 0) plus one SSE subscriber. Reported, per N:
   SSE subscriber receiving that window's tone event (both clocks are the client's);
 - ack round trip per frame;
 - server CPU (share of one core) and RSS, from /proc of the server process tree, over the
-  streaming phase only (set-up and tear-down excluded), and per window;
+  streaming phase only (set-up and tear-down excluded), and per window; and the CPU of the
+  server's event-loop thread alone (it is one thread: at 1.0 it is the limit);
 - the client processes' own CPU over the same phase, so the reader sees who used the machine;
 - the load average at the end of the level (other work on the machine shows there);
 - the largest N whose p99 window-to-event latency stays under 100 ms.
@@ -92,6 +93,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+def loop_cpu(pid: int) -> float:
+    """CPU seconds of a process's main thread (the server's event loop)."""
+    import psutil
+
+    for t in psutil.Process(pid).threads():
+        if t.id == pid:
+            return float(t.user_time + t.system_time)
+    return 0.0
 
 
 def tree_cpu_rss(pid: int) -> tuple[float, int]:
@@ -504,6 +515,7 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
                                 "-d", str(int(seconds))],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cpu0, _ = tree_cpu_rss(pid)
+    loop0 = loop_cpu(pid)
     t0 = time.perf_counter()
     go.set()
     for _ in procs:
@@ -512,6 +524,7 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
             raise RuntimeError(f"client failed while streaming: {msg}")
     wall = time.perf_counter() - t0
     cpu1, rss = tree_cpu_rss(pid)
+    loop1 = loop_cpu(pid)
     load = os.getloadavg()[0]
     results = [q.get(timeout=180) for _ in procs]
     for p in procs:
@@ -529,6 +542,7 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
             "window_p50": pct(window, 50), "window_p99": pct(window, 99),
             "ack_p50": pct(ack, 50), "ack_p99": pct(ack, 99),
             "server_cpu": (cpu1 - cpu0) / wall, "rss_mib": rss / 2**20,
+            "loop_cpu": (loop1 - loop0) / wall,
             "server_ms_per_window": (cpu1 - cpu0) * 1000 / max(expected, 1),
             "client_cpu": sum(r["cpu"] for r in results) / wall, "load": load}
 
@@ -569,7 +583,7 @@ def main() -> None:
                 time.sleep(0.1)
         print(f"server pid {server.pid}", flush=True)
         print(f"{'streams':>7} {'events':>11} {'win p50':>8} {'win p99':>8} {'ack p50':>8} "
-              f"{'ack p99':>8} {'cpu':>5} {'ms/win':>6} {'rss MiB':>7} {'client':>6} "
+              f"{'ack p99':>8} {'cpu':>5} {'loop':>5} {'ms/win':>6} {'rss MiB':>7} {'client':>6} "
               f"{'load':>5}  check")
         best = 0
         for n in args.streams:
@@ -579,7 +593,7 @@ def main() -> None:
                   and r["tone_events"] >= r["expected"])
             print(f"{r['streams']:>7} {r['events']:>5}/{r['expected']:<5} "
                   f"{r['window_p50']:>8.1f} {r['window_p99']:>8.1f} {r['ack_p50']:>8.2f} "
-                  f"{r['ack_p99']:>8.2f} {r['server_cpu']:>5.2f} "
+                  f"{r['ack_p99']:>8.2f} {r['server_cpu']:>5.2f} {r['loop_cpu']:>5.2f} "
                   f"{r['server_ms_per_window']:>6.2f} {r['rss_mib']:>7.0f} "
                   f"{r['client_cpu']:>6.2f} {r['load']:>5.1f}  "
                   f"{'ok' if ok else '! ' + '; '.join(r['errors'][:3])}", flush=True)
@@ -587,7 +601,7 @@ def main() -> None:
                 best = n
         print(f"largest N with window-to-event p99 < 100 ms: {best} (target 500)")
         print("latencies in ms; cpu = server process tree CPU seconds per second "
-              "(2.0 = both cores) while streaming; ms/win = server CPU ms per window; "
+              "(2.0 = both cores) while streaming; loop = its event-loop thread alone; ms/win = server CPU ms per window; "
               "client = load-generator processes' CPU, same units; load = 1-min load average")
         if args.json:
             with open(args.json, "w") as f:
