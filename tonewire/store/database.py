@@ -40,6 +40,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 WriteOp = Callable[[AsyncConnection], Awaitable[None]]
+
+
+class _InsertEvents:
+    """A write that only inserts event rows (the writer may group it with others)."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+
+    async def __call__(self, conn: AsyncConnection) -> None:
+        await conn.execute(insert(schema.events), self.rows)
 _MAX_GROUP = 512
 
 
@@ -81,7 +93,11 @@ class Store:
             outcomes: list[BaseException | None] = []
             try:
                 async with self.engine.begin() as conn:
+                    done = await self._insert_events_together(conn, batch)
                     for op, _fut in batch:
+                        if op in done:
+                            outcomes.append(None)
+                            continue
                         try:
                             async with conn.begin_nested():
                                 await op(conn)
@@ -98,6 +114,26 @@ class Store:
                 else:
                     fut.set_exception(err)
 
+    @staticmethod
+    async def _insert_events_together(conn: AsyncConnection,
+                                      batch: list[tuple[WriteOp, asyncio.Future[None]]]
+                                      ) -> set[WriteOp]:
+        """Writes that only insert events (a live window's, a job's chunk) go in as one
+        multi-row INSERT: each statement is a round trip to the driver's thread, so one per
+        write made a commit of a few hundred windows' events take a few hundred turns of the
+        event loop. If the shared INSERT fails, nothing of it stays and each write runs in its
+        own savepoint as any other. Returns the writes done."""
+        plain = [op for op, _fut in batch if isinstance(op, _InsertEvents)]
+        if len(plain) < 2:
+            return set()
+        try:
+            async with conn.begin_nested():
+                await conn.execute(insert(schema.events),
+                                   [row for op in plain for row in op.rows])
+        except Exception:
+            return set()
+        return set(plain)
+
     # -- events ----------------------------------------------------------------------------
     async def append_events(self, events: Sequence[StreamEvent], *,
                             job_update: tuple[str, dict[str, Any]] | None = None,
@@ -105,12 +141,16 @@ class Store:
                             analysis: tuple[str, str] | None = None) -> None:
         """Insert events, and optionally update a job or session and store an analysis,
         atomically: a state and the events that announce it are never out of step."""
+        rows = [{"stream": ev.stream, "seq": ev.seq, "type": ev.type,
+                 "data": json.dumps(ev.data, separators=(",", ":"), allow_nan=False),
+                 "ts": ev.ts} for ev in events]
+        if rows and job_update is None and session_update is None and analysis is None:
+            await self._write(_InsertEvents(rows))
+            return
+
         async def op(conn: AsyncConnection) -> None:
-            if events:
-                await conn.execute(insert(schema.events), [
-                    {"stream": ev.stream, "seq": ev.seq, "type": ev.type,
-                     "data": json.dumps(ev.data, separators=(",", ":"), allow_nan=False),
-                     "ts": ev.ts} for ev in events])
+            if rows:
+                await conn.execute(insert(schema.events), rows)
             if job_update is not None:
                 job_id, values = job_update
                 await conn.execute(update(schema.jobs).where(schema.jobs.c.id == job_id)
