@@ -53,14 +53,14 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _init_worker(parent: int, warm_module: str | None) -> None:
+def _init_worker(parent: int, warm_modules: tuple[str, ...]) -> None:
     # `parent` comes from the server: by the time a slow start reaches here, a dead server's
     # children already report another parent.
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                      name="parent-watch").start()
     threadpool_limits(limits=1)  # numpy is already imported here: limit its pools directly
-    if warm_module:  # pay the imports at start, not in the first live window
-        importlib.import_module(warm_module)
+    for module in warm_modules:  # pay the imports at start, not in the first live windows
+        importlib.import_module(module)
 
 
 def _noop() -> None:
@@ -92,9 +92,15 @@ class WindowBatcher:
         ctx = mp.get_context("spawn")
         for _ in range(self.workers):
             ex = ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(os.getpid(), self.warm_module))
+                                     initargs=(os.getpid(), self._warm_modules()))
             ex.submit(_noop)  # start the worker now, not on the first window
             self._executors.append(ex)
+
+    def _warm_modules(self) -> tuple[str, ...]:
+        # The batch function's own module too: unpickling it on the first window would
+        # otherwise import it (and all it imports) while hundreds of windows wait.
+        names = [self.warm_module, getattr(self.fn, "__module__", None)]
+        return tuple(dict.fromkeys(n for n in names if n and n != "__main__"))
 
     async def close(self) -> None:
         self._closing = True
