@@ -601,7 +601,8 @@ def main() -> None:
                 best = n
         print(f"largest N with window-to-event p99 < 100 ms: {best} (target 500)")
         print("latencies in ms; cpu = server process tree CPU seconds per second "
-              "(2.0 = both cores) while streaming; loop = its event-loop thread alone; ms/win = server CPU ms per window; "
+              "(2.0 = both cores) while streaming; loop = its event-loop thread alone; "
+              "ms/win = server CPU ms per window; "
               "client = load-generator processes' CPU, same units; load = 1-min load average")
         if args.json:
             with open(args.json, "w") as f:
