@@ -32,7 +32,9 @@ measures: raw asyncio Protocols, no websockets or httpx library on the hot path.
   closes the subscriber.
 - Session start and end use one short HTTP/1.1 request each (``Connection: close``).
 
-Phases per level: every client process sets up its sessions (start, SSE connected, WebSocket
+Before the first level, one warm-up session runs end to end (3 s of audio, as fast as it is
+acknowledged), so that no level measures the analysis workers' start. Phases per level:
+every client process sets up its sessions (start, SSE connected, WebSocket
 upgraded), then all start streaming together (starts staggered over one second so windows do
 not all close at once), stream ``--seconds`` of audio, then close their sockets, end the
 sessions and wait for ``session-end`` on every SSE stream. A level fails its check (marked
@@ -490,6 +492,33 @@ async def client_main(port: int, n: int, seconds: float, seed: int, q: Any, go: 
 
 # -- the driver ---------------------------------------------------------------------------------
 
+async def warm_up(port: int, seconds: int = 3) -> None:
+    """One session end to end (audio sent as fast as it is acknowledged) before the first
+    level, so that no level measures the analysis workers' start (imports, first calls)."""
+    loop = asyncio.get_running_loop()
+    pcm = voice(float(seconds))
+    mask = os.urandom(4)
+    frames = [masked_binary_frame(pcm[i : i + FRAME * 2], mask)
+              for i in range(0, len(pcm), FRAME * 2)]
+    status, body = await http_request(port, "POST", "/session/start", b'{"min_confidence": 0}')
+    assert status == 200, body
+    s = Stream(json.loads(body)["session_id"], len(frames), frames, Stats())
+    _, s.sse = await loop.create_connection(lambda: SseClient(s, port), HOST, port)
+    await asyncio.wait_for(s.sse.connected, 60)
+    _, s.ws = await loop.create_connection(lambda: WsClient(s, port), HOST, port)
+    await asyncio.wait_for(s.ws.upgraded, 60)
+    s.t0 = 0.0  # every frame is due: each is sent as the previous one is acknowledged
+    s.send()
+    await asyncio.wait_for(s.acked_all, 60)
+    await http_request(port, "DELETE", f"/session/{s.sid}/end")
+    await asyncio.wait_for(s.sse.ended, 60)
+    if s.stats.tone_events < seconds:
+        raise RuntimeError(f"warm-up: {s.stats.tone_events} tone events for {seconds} s")
+    for t in (s.ws.transport, s.sse.transport):
+        if t is not None:
+            t.close()
+
+
 def pct(xs: list[float], p: float) -> float:
     return float(np.percentile(xs, p)) if xs else float("nan")
 
@@ -582,6 +611,7 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         print(f"server pid {server.pid}", flush=True)
+        asyncio.run(warm_up(port))
         print(f"{'streams':>7} {'events':>11} {'win p50':>8} {'win p99':>8} {'ack p50':>8} "
               f"{'ack p99':>8} {'cpu':>5} {'loop':>5} {'ms/win':>6} {'rss MiB':>7} {'client':>6} "
               f"{'load':>5}  check")
