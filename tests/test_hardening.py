@@ -371,7 +371,8 @@ async def test_live_windows_are_timed_into_the_latency_histogram(
 
             async def windows_timed() -> float:
                 text = (await c.get("/metrics")).text
-                return _metric(text, "tonewire_window_to_event_seconds_count")
+                n = _metric(text, "tonewire_window_to_event_seconds_count")
+                return n if n >= 4 else 0.0  # windows may still be in analysis: wait for all
             assert await wait_until(windows_timed, what="four windows in the histogram") >= 4
 
 
