@@ -69,9 +69,9 @@ def _noop() -> None:
 
 GATHER_S: Final = 0.02
 """How long a window waits for others before an idle worker takes it. Each call to a worker
-costs the server about half a millisecond of event-loop CPU (futures, pickling, wake-ups) and
-more in its pool threads; at 200 streams, gathering for 20 ms cut the server's CPU per window
-by about 30 % (5.0 to 3.5 ms; event loop 0.36 to 0.25 of a core) for about 20 ms of latency."""
+costs the server event-loop CPU (futures, pickling, wake-ups) and more in its pool threads;
+with one worker at 200 streams, gathering for 20 ms cut the server's CPU per window from 5.0
+to 3.5 ms (event loop 0.36 to 0.25 of a core), for about 20 ms of latency (bench/README.md)."""
 
 
 class WindowBatcher:
