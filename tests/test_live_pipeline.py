@@ -160,3 +160,32 @@ async def test_the_batcher_sends_what_waited_as_one_batch() -> None:
         assert await odd == (1, 0, 9)
     finally:
         await batcher.close()
+
+
+# -- the store's group commit -------------------------------------------------------------------
+
+async def test_grouped_event_inserts_keep_failures_apart_and_queue_order(tmp_path: Any) -> None:
+    """Event-only writes committed together as one INSERT: a failing one (a duplicate seq)
+    fails alone, and a delete queued between inserts stays between them."""
+    from tonewire.store.database import Store, sqlite_url
+    from tonewire.streams.event import StreamEvent
+
+    def ev(stream: str, seq: int) -> list[StreamEvent]:
+        return [StreamEvent(stream=stream, seq=seq, type="t", data={"seq": seq})]
+
+    store = Store(sqlite_url(tmp_path))
+    await store.start()
+    try:
+        await store.append_events(ev("a", 1))
+        results = await asyncio.gather(
+            store.append_events(ev("a", 2)), store.append_events(ev("b", 1)),
+            store.append_events(ev("a", 1)), store.append_events(ev("a", 3)),
+            store.append_events(ev("c", 1)), store.delete_stream("c"),
+            store.append_events(ev("c", 2)), return_exceptions=True)
+        failed = [i for i, r in enumerate(results) if isinstance(r, Exception)]
+        assert failed == [2]
+        assert [e.seq for e in await store.read_events("a")] == [1, 2, 3]
+        assert [e.seq for e in await store.read_events("b")] == [1]
+        assert [e.seq for e in await store.read_events("c")] == [2]
+    finally:
+        await store.close()

@@ -52,6 +52,8 @@ class _InsertEvents:
 
     async def __call__(self, conn: AsyncConnection) -> None:
         await conn.execute(insert(schema.events), self.rows)
+
+
 _MAX_GROUP = 512
 
 
@@ -93,17 +95,29 @@ class Store:
             outcomes: list[BaseException | None] = []
             try:
                 async with self.engine.begin() as conn:
-                    done = await self._insert_events_together(conn, batch)
-                    for op, _fut in batch:
-                        if op in done:
-                            outcomes.append(None)
-                            continue
+                    i = one_by_one = 0
+                    while i < len(batch):
+                        # A run of event-only writes goes in as one INSERT, in queue order
+                        # with the other writes (a delete must not pass an insert); if that
+                        # fails, the run goes one write at a time.
+                        j = i
+                        while j < len(batch) and isinstance(batch[j][0], _InsertEvents):
+                            j += 1
+                        if i >= one_by_one and j - i > 1:
+                            if await self._insert_events_together(
+                                    conn, [op for op, _fut in batch[i:j]]):
+                                outcomes.extend([None] * (j - i))
+                                i = j
+                                continue
+                            one_by_one = j
+                        op = batch[i][0]
                         try:
                             async with conn.begin_nested():
                                 await op(conn)
                             outcomes.append(None)
                         except Exception as exc:
                             outcomes.append(exc)
+                        i += 1
             except Exception as exc:  # the commit itself failed: every write failed
                 outcomes = [exc] * len(batch)
             for (_op, fut), err in zip(batch, outcomes, strict=True):
@@ -115,24 +129,18 @@ class Store:
                     fut.set_exception(err)
 
     @staticmethod
-    async def _insert_events_together(conn: AsyncConnection,
-                                      batch: list[tuple[WriteOp, asyncio.Future[None]]]
-                                      ) -> set[WriteOp]:
-        """Writes that only insert events (a live window's, a job's chunk) go in as one
-        multi-row INSERT: each statement is a round trip to the driver's thread, so one per
-        write made a commit of a few hundred windows' events take a few hundred turns of the
-        event loop. If the shared INSERT fails, nothing of it stays and each write runs in its
-        own savepoint as any other. Returns the writes done."""
-        plain = [op for op, _fut in batch if isinstance(op, _InsertEvents)]
-        if len(plain) < 2:
-            return set()
+    async def _insert_events_together(conn: AsyncConnection, ops: list[WriteOp]) -> bool:
+        """Event-only writes (a live window's, a job's chunk) as one multi-row INSERT: each
+        statement is a round trip to the driver's thread (a turn of the event loop), and a
+        write in its own savepoint costs three. If the shared INSERT fails, nothing of it
+        stays and the caller runs each write in its own savepoint as any other."""
+        rows = [row for op in ops if isinstance(op, _InsertEvents) for row in op.rows]
         try:
             async with conn.begin_nested():
-                await conn.execute(insert(schema.events),
-                                   [row for op in plain for row in op.rows])
+                await conn.execute(insert(schema.events), rows)
         except Exception:
-            return set()
-        return set(plain)
+            return False
+        return True
 
     # -- events ----------------------------------------------------------------------------
     async def append_events(self, events: Sequence[StreamEvent], *,
