@@ -7,11 +7,46 @@ with min_confidence 0) plus one SSE subscriber. Reported, per N:
 - window-close-to-event latency: from sending the frame that completes a window to the
   SSE subscriber receiving that window's tone event (both clocks are the client's);
 - ack round trip per frame;
-- server CPU (share of one core) and RSS, from /proc of the server process tree;
+- server CPU (share of one core) and RSS, from /proc of the server process tree, over the
+  streaming phase only (set-up and tear-down excluded), and per window; and the CPU of the
+  server's event-loop thread alone (it is one thread: at 1.0 it is the limit);
+- the client processes' own CPU over the same phase, so the reader sees who used the machine;
+- the load average at the end of the level (other work on the machine shows there);
 - the largest N whose p99 window-to-event latency stays under 100 ms.
 
-Clients run in separate processes (`--clients`), so their CPU is not the server's. Only
-127.0.0.1. Every loop is bounded by `--seconds`.
+The load generator is lean on purpose, so that it costs far less CPU than the server it
+measures: raw asyncio Protocols, no websockets or httpx library on the hot path.
+
+- Ingest: an RFC 6455 client handshake (no extensions: permessage-deflate off), then
+  pre-built masked binary frames (every 100 ms chunk of the test voice is framed and masked
+  once per client process and reused by all its streams), written from one 10 ms ticker per
+  process that serves the streams whose phase is due. Like a real client that waits for its
+  acks, a stream sends its next frame only once the previous one is acknowledged (it catches
+  up at once when the ack arrives late), so the server's backpressure slows it down.
+- Acks are counted by walking the server's frame headers; a text frame must start with
+  ``{"ok": true``; its JSON is parsed only every 10th frame, to check ``samples`` against the
+  count sent.
+- SSE is read as bytes: chunked transfer decoding, then frames split on the blank line; every
+  ``id:`` must be the previous one plus one (seq order, no gap); a ``tone-event`` frame's
+  ``end_time`` is found by a byte search (no JSON) and matched to its window; ``session-end``
+  closes the subscriber.
+- Session start and end use one short HTTP/1.1 request each (``Connection: close``).
+
+Before the first level, one warm-up session runs end to end (3 s of audio, as fast as it is
+acknowledged), so that no level measures the analysis workers' start. Phases per level:
+every client process sets up its sessions (start, SSE connected, WebSocket
+upgraded), then all start streaming together (starts staggered over one second so windows do
+not all close at once), stream ``--seconds`` of audio, then close their sockets, end the
+sessions and wait for ``session-end`` on every SSE stream. A level fails its check (marked
+``!``) when an ack or tone event is missing, an ack is not ``ok``, a ``samples`` count is wrong
+or a seq is out of order.
+
+Options for the performance work: ``--server-path DIR`` runs the server from another source
+tree (``PYTHONPATH=DIR``: compare branches with the same load generator); ``--py-spy OUT``
+records the server's process tree with py-spy during each level's streaming phase
+(``OUT-<N>.raw``, the bench's own server pid, never another one on the machine).
+
+Only 127.0.0.1. Every loop is bounded by `--seconds` plus fixed timeouts.
 
     python bench/live_sessions.py --streams 50 100 200 300 500 --seconds 20
 """
@@ -20,6 +55,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import collections
 import json
 import multiprocessing as mp
 import os
@@ -35,7 +72,11 @@ import numpy as np
 
 SR = 16000
 FRAME = 1600  # 100 ms
+FRAME_S = FRAME / SR
 HOST = "127.0.0.1"
+TICK_S = 0.01
+SETUP_CONCURRENCY = 32
+VOICE_S = 20.0
 
 
 def voice(seconds: float, *, f0: float = 160.0, seed: int = 0) -> bytes:
@@ -56,6 +97,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def loop_cpu(pid: int) -> float:
+    """CPU seconds of a process's main thread (the server's event loop)."""
+    import psutil
+
+    for t in psutil.Process(pid).threads():
+        if t.id == pid:
+            return float(t.user_time + t.system_time)
+    return 0.0
+
+
 def tree_cpu_rss(pid: int) -> tuple[float, int]:
     """CPU seconds and RSS bytes of a process and its children (Linux /proc)."""
     import psutil
@@ -73,98 +124,456 @@ def tree_cpu_rss(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
-async def one_stream(base: str, seconds: float, pcm: bytes, out: dict[str, list[float]]
-                     ) -> None:
-    import httpx
-    import websockets
+# -- wire: RFC 6455 client frames, HTTP/1.1 ------------------------------------------------------
 
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        r = await http.post("/session/start", json={"min_confidence": 0.0})
-        r.raise_for_status()
-        sid = r.json()["session_id"]
-        window_sent: dict[float, float] = {}
-        got = asyncio.Event()
+def masked_binary_frame(payload: bytes, mask: bytes) -> bytes:
+    """One final binary frame from a client (masked, as RFC 6455 requires)."""
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x82, 0x80 | n])
+    elif n < 1 << 16:
+        head = bytes([0x82, 0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x82, 0x80 | 127]) + n.to_bytes(8, "big")
+    reps = -(-n // 4)
+    key = np.frombuffer(mask * reps, dtype=np.uint8)[:n]
+    body = (np.frombuffer(payload, dtype=np.uint8) ^ key).tobytes()
+    return head + mask + body
 
-        async def sse() -> None:
-            async with http.stream("GET", f"/session/{sid}/stream",
-                                   timeout=httpx.Timeout(None, connect=10)) as resp:
-                kind = ""
-                got.set()
-                async for line in resp.aiter_lines():
-                    if line.startswith("event: "):
-                        kind = line[7:]
-                    elif line.startswith("data: ") and kind == "tone-event":
-                        now = time.perf_counter()
-                        ts = round(json.loads(line[6:])["end_time"], 3)
-                        sent = window_sent.pop(ts, None)
-                        if sent is not None:
-                            out["window_ms"].append((now - sent) * 1000)
-                    elif kind == "session-end":
-                        return
 
-        reader = asyncio.create_task(sse())
-        await asyncio.wait_for(got.wait(), 30)
-        ws_url = base.replace("http", "ws", 1) + f"/session/{sid}/audio"
-        async with websockets.connect(ws_url, compression=None) as ws:
-            t0 = time.perf_counter()
-            n_frames = int(seconds * 10)
-            for i in range(n_frames):
-                frame = pcm[(i * FRAME * 2) % (len(pcm) - FRAME * 2):][: FRAME * 2]
-                sent = time.perf_counter()
-                if (i + 1) % 10 == 0:
-                    window_sent[round((i + 1) * FRAME / SR, 3)] = sent
-                await ws.send(frame)
-                await ws.recv()
-                out["ack_ms"].append((time.perf_counter() - sent) * 1000)
-                delay = t0 + (i + 1) * 0.1 - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-        await http.delete(f"/session/{sid}/end")
+def masked_close_frame(mask: bytes, code: int = 1000) -> bytes:
+    payload = code.to_bytes(2, "big")
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([0x88, 0x80 | len(payload)]) + mask + body
+
+
+async def http_request(port: int, method: str, path: str, body: bytes = b""
+                       ) -> tuple[int, bytes]:
+    """One HTTP/1.1 request on its own connection: ``(status, body)``."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        writer.write(head.encode() + body)
+        raw = await reader.read(-1)
+    finally:
+        writer.close()
+    header, _, rest = raw.partition(b"\r\n\r\n")
+    status = int(header.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" in header.lower():
+        out = bytearray()
+        while rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line, 16)
+            if size == 0:
+                break
+            out += rest[:size]
+            rest = rest[size + 2 :]
+        rest = bytes(out)
+    return status, rest
+
+
+# -- one stream: an ingest socket and an SSE subscriber ------------------------------------------
+
+class Stats:
+    def __init__(self) -> None:
+        self.window_ms: list[float] = []
+        self.ack_ms: list[float] = []
+        self.acks = 0
+        self.tone_events = 0
+        self.errors: list[str] = []
+
+    def error(self, text: str) -> None:
+        if len(self.errors) < 20:
+            self.errors.append(text)
+
+
+class Stream:
+    """State shared by one session's two connections."""
+
+    def __init__(self, sid: str, n_frames: int, frames: list[bytes], stats: Stats) -> None:
+        self.sid = sid
+        self.n_frames = n_frames
+        self.frames = frames
+        self.stats = stats
+        self.next = 0  # next frame to send
+        self.t0 = 0.0  # when frame 0 is due
+        self.in_flight: collections.deque[float] = collections.deque()
+        self.window_sent: dict[int, float] = {}  # frames sent at the window's end -> when
+        self.ws: WsClient | None = None
+        self.sse: SseClient | None = None
+        self.measuring = False
+        self.acked_all = asyncio.get_running_loop().create_future()
+
+    def due(self, now: float) -> bool:
+        return (not self.in_flight and self.next < self.n_frames
+                and self.t0 + self.next * FRAME_S <= now)
+
+    def send(self) -> None:
+        assert self.ws is not None and self.ws.transport is not None
+        i = self.next
+        self.next += 1
+        now = time.perf_counter()
+        if (i + 1) % 10 == 0:
+            self.window_sent[i + 1] = now
+        self.in_flight.append(now)
+        self.ws.transport.write(self.frames[i % len(self.frames)])
+
+
+class WsClient(asyncio.Protocol):
+    def __init__(self, stream: Stream, port: int) -> None:
+        self.stream = stream
+        self.port = port
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.upgraded = asyncio.get_running_loop().create_future()
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        transport.write((f"GET /session/{self.stream.sid}/audio HTTP/1.1\r\n"
+                         f"Host: {HOST}:{self.port}\r\nUpgrade: websocket\r\n"
+                         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.upgraded.done():
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if b" 101 " not in self.buf[: self.buf.find(b"\r\n")]:
+                self.upgraded.set_exception(RuntimeError(bytes(self.buf[:200]).decode()))
+                return
+            del self.buf[: end + 4]
+            self.upgraded.set_result(None)
+        buf, pos, n = self.buf, 0, len(self.buf)
+        s = self.stream
+        while n - pos >= 2:
+            op, ln = buf[pos] & 0x0F, buf[pos + 1] & 0x7F
+            hdr = 2
+            if ln == 126:
+                if n - pos < 4:
+                    break
+                ln, hdr = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+            elif ln == 127:
+                if n - pos < 10:
+                    break
+                ln, hdr = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            if n - pos < hdr + ln:
+                break
+            start = pos + hdr
+            pos = start + ln
+            if op == 1:
+                self.on_ack(buf, start, ln, s)
+            elif op == 8 and not self.closed.done():
+                self.closed.set_result(bytes(buf[start : start + 2]))
+        del buf[:pos]
+
+    def on_ack(self, buf: bytearray, start: int, ln: int, s: Stream) -> None:
+        now = time.perf_counter()
+        st = s.stats
+        if not s.in_flight:
+            st.error("ack without a frame in flight")
+            return
+        sent = s.in_flight.popleft()
+        st.acks += 1
+        if buf[start : start + 11] != b'{"ok": true':
+            st.error(f"not ok: {bytes(buf[start : start + ln])!r}")
+        elif s.next % 10 == 0:  # parse every 10th ack only
+            msg = json.loads(bytes(buf[start : start + ln]))
+            if msg.get("bytes") != FRAME * 2 or msg.get("samples") != s.next * FRAME:
+                st.error(f"bad ack {msg} after {s.next} frames")
+        if s.measuring:
+            st.ack_ms.append((now - sent) * 1000)
+        if s.next >= s.n_frames:
+            if not s.acked_all.done():
+                s.acked_all.set_result(None)
+        elif s.due(now):  # late: catch up at once, as a client waiting for acks does
+            s.send()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(b"")
+        if not self.upgraded.done():
+            self.upgraded.set_exception(ConnectionError("closed before the upgrade"))
+
+
+class SseClient(asyncio.Protocol):
+    def __init__(self, stream: Stream, port: int) -> None:
+        self.stream = stream
+        self.port = port
+        self.raw = bytearray()
+        self.body = bytearray()
+        self.headers_done = False
+        self.chunk_left = -1  # -1: expecting a size line
+        self.connected = asyncio.get_running_loop().create_future()
+        self.ended = asyncio.get_running_loop().create_future()
+        self.last_id = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.write((f"GET /session/{self.stream.sid}/stream HTTP/1.1\r\n"
+                         f"Host: {HOST}:{self.port}\r\nAccept: text/event-stream\r\n\r\n"
+                         ).encode())
+
+    def data_received(self, data: bytes) -> None:
+        raw = self.raw
+        raw += data
+        if not self.headers_done:
+            end = raw.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(raw[:end]).lower()
+            if b" 200 " not in head.split(b"\r\n", 1)[0] or b"chunked" not in head:
+                self.connected.set_exception(RuntimeError(head[:200].decode()))
+                return
+            del raw[: end + 4]
+            self.headers_done = True
+            self.connected.set_result(None)
+        # Chunked transfer decoding into ``body``; ``chunk_left`` counts the chunk's CRLF.
+        pos = 0
+        while True:
+            if self.chunk_left < 0:
+                eol = raw.find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                size = int(raw[pos:eol], 16)
+                pos = eol + 2
+                if size == 0:
+                    break
+                self.chunk_left = size + 2
+            take = min(self.chunk_left, len(raw) - pos)
+            data_take = min(take, max(self.chunk_left - 2, 0))
+            self.body += raw[pos : pos + data_take]
+            pos += take
+            self.chunk_left -= take
+            if self.chunk_left:
+                break
+            self.chunk_left = -1
+        del raw[:pos]
+        self.frames()
+
+    def frames(self) -> None:
+        body = self.body
+        start = 0
+        while True:
+            end = body.find(b"\n\n", start)
+            if end < 0:
+                break
+            self.on_frame(bytes(body[start:end]))
+            start = end + 2
+        del body[:start]
+
+    def on_frame(self, frame: bytes) -> None:
+        if not frame.startswith(b"id: "):
+            return  # retry, heartbeat or a comment: no event
+        s = self.stream
+        eol = frame.index(b"\n")
+        seq = int(frame[4:eol])
+        if seq != self.last_id + 1:
+            s.stats.error(f"seq {seq} after {self.last_id}")
+        self.last_id = seq
+        kind_end = frame.index(b"\n", eol + 1)
+        kind = frame[eol + 8 : kind_end]
+        if kind == b"tone-event":
+            now = time.perf_counter()
+            s.stats.tone_events += 1
+            at = frame.find(b'"end_time":')
+            stop = at + 11
+            while frame[stop] not in b",}":
+                stop += 1
+            frames_done = round(float(frame[at + 11 : stop]) / FRAME_S)
+            sent = s.window_sent.pop(frames_done, None)
+            if sent is not None and s.measuring:
+                s.stats.window_ms.append((now - sent) * 1000)
+        elif kind == b"session-end" and not self.ended.done():
+            self.ended.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ended.done():
+            self.ended.set_result(None)
+        if not self.connected.done():
+            self.connected.set_exception(ConnectionError("closed before the headers"))
+
+
+# -- one client process -------------------------------------------------------------------------
+
+def client_process(port: int, n: int, seconds: float, seed: int, q: Any, go: Any) -> None:
+    q.put(asyncio.run(client_main(port, n, seconds, seed, q, go)))
+
+
+async def client_main(port: int, n: int, seconds: float, seed: int, q: Any, go: Any
+                      ) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    pcm = voice(VOICE_S, seed=seed)
+    mask = os.urandom(4)
+    frames = [masked_binary_frame(pcm[i * FRAME * 2 : (i + 1) * FRAME * 2], mask)
+              for i in range(int(VOICE_S * SR) // FRAME)]
+    stats = Stats()
+    n_frames = round(seconds * 10)
+    streams: list[Stream] = []
+    gate = asyncio.Semaphore(SETUP_CONCURRENCY)
+
+    async def setup() -> None:
+        async with gate:
+            status, body = await http_request(port, "POST", "/session/start",
+                                              b'{"min_confidence": 0.0}')
+            if status != 200:
+                raise RuntimeError(f"start: {status} {body[:200]!r}")
+            s = Stream(json.loads(body)["session_id"], n_frames, frames, stats)
+            _, s.sse = await loop.create_connection(lambda: SseClient(s, port), HOST, port)
+            await asyncio.wait_for(s.sse.connected, 30)
+            _, s.ws = await loop.create_connection(lambda: WsClient(s, port), HOST, port)
+            await asyncio.wait_for(s.ws.upgraded, 30)
+            streams.append(s)
+
+    await asyncio.gather(*(setup() for _ in range(n)))
+    q.put("ready")
+    await loop.run_in_executor(None, go.wait)
+
+    # Stream: start k at k/n s; one ticker serves the streams whose phase is due.
+    cpu0 = time.process_time()
+    base = time.perf_counter() + 0.05
+    slots: list[list[Stream]] = [[] for _ in range(10)]
+    for k, s in enumerate(streams):
+        offset = k / max(n, 1)
+        s.t0 = base + offset
+        s.measuring = True
+        slots[round((offset % FRAME_S) / TICK_S) % 10].append(s)
+    deadline = base + seconds + 30
+    tick = 0
+    pending = set(streams)
+    while pending and time.perf_counter() < deadline:
+        now = time.perf_counter()
+        for slot in (slots[tick % 10], slots[(tick - 1) % 10]):
+            for s in slot:
+                if s.due(now):
+                    s.send()
+        if tick % 10 == 0:
+            pending = {s for s in pending if not s.acked_all.done()}
+        tick += 1
+        await asyncio.sleep(max(0.0, base + tick * TICK_S - time.perf_counter()))
+    # The last window's tone event may still be on its way: wait for it (bounded).
+    t_end = time.perf_counter() + 10
+    while any(s.window_sent for s in streams) and time.perf_counter() < t_end:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)  # polls every stream's pending windows; bounded
+    cpu = time.process_time() - cpu0
+    q.put("streamed")
+    for s in streams:
+        s.measuring = False
+
+    # Tear down: close the ingest sockets, end the sessions, wait for every session-end.
+    async def teardown(s: Stream) -> None:
+        assert s.ws is not None and s.ws.transport is not None and s.sse is not None
+        s.ws.transport.write(masked_close_frame(mask))
+        async with gate:
+            status, _ = await http_request(port, "DELETE", f"/session/{s.sid}/end")
+        if status != 200:
+            stats.error(f"end: {status}")
         try:
-            await asyncio.wait_for(reader, 10)
+            await asyncio.wait_for(asyncio.shield(s.sse.ended), 15)
         except TimeoutError:
-            reader.cancel()
+            stats.error("no session-end")
+        for t in (s.ws.transport, s.sse.transport):
+            if t is not None:
+                t.close()
+
+    await asyncio.gather(*(teardown(s) for s in streams))
+    missing = sum(len(s.window_sent) for s in streams)
+    if stats.acks != n * n_frames:
+        stats.error(f"{stats.acks} acks for {n * n_frames} frames")
+    return {"window_ms": stats.window_ms, "ack_ms": stats.ack_ms, "acks": stats.acks,
+            "tone_events": stats.tone_events, "missing_windows": missing,
+            "errors": stats.errors, "cpu": cpu}
 
 
-def client_process(base: str, n: int, seconds: float, seed: int, q: Any) -> None:
-    async def main() -> dict[str, list[float]]:
-        pcm = voice(20.0, seed=seed)
-        out: dict[str, list[float]] = {"window_ms": [], "ack_ms": []}
-        # Stagger starts over one second so windows do not all close at once.
-        async def staggered(k: int) -> None:
-            await asyncio.sleep(k / max(n, 1))
-            await one_stream(base, seconds, pcm, out)
-        await asyncio.gather(*(staggered(k) for k in range(n)), return_exceptions=True)
-        return out
-    q.put(asyncio.run(main()))
+# -- the driver ---------------------------------------------------------------------------------
+
+async def warm_up(port: int, seconds: int = 3) -> None:
+    """One session end to end (audio sent as fast as it is acknowledged) before the first
+    level, so that no level measures the analysis workers' start (imports, first calls)."""
+    loop = asyncio.get_running_loop()
+    pcm = voice(float(seconds))
+    mask = os.urandom(4)
+    frames = [masked_binary_frame(pcm[i : i + FRAME * 2], mask)
+              for i in range(0, len(pcm), FRAME * 2)]
+    status, body = await http_request(port, "POST", "/session/start", b'{"min_confidence": 0}')
+    assert status == 200, body
+    s = Stream(json.loads(body)["session_id"], len(frames), frames, Stats())
+    _, s.sse = await loop.create_connection(lambda: SseClient(s, port), HOST, port)
+    await asyncio.wait_for(s.sse.connected, 60)
+    _, s.ws = await loop.create_connection(lambda: WsClient(s, port), HOST, port)
+    await asyncio.wait_for(s.ws.upgraded, 60)
+    s.t0 = 0.0  # every frame is due: each is sent as the previous one is acknowledged
+    s.send()
+    await asyncio.wait_for(s.acked_all, 60)
+    await http_request(port, "DELETE", f"/session/{s.sid}/end")
+    await asyncio.wait_for(s.sse.ended, 60)
+    if s.stats.tone_events < seconds:
+        raise RuntimeError(f"warm-up: {s.stats.tone_events} tone events for {seconds} s")
+    for t in (s.ws.transport, s.sse.transport):
+        if t is not None:
+            t.close()
 
 
 def pct(xs: list[float], p: float) -> float:
     return float(np.percentile(xs, p)) if xs else float("nan")
 
 
-def run_level(base: str, pid: int, streams: int, seconds: float, clients: int
-              ) -> dict[str, Any]:
-    q: Any = mp.get_context("spawn").Queue()
+def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
+              py_spy: str | None) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    q: Any = ctx.Queue()
+    go = ctx.Event()
     per = [streams // clients + (1 if i < streams % clients else 0) for i in range(clients)]
-    cpu0, _ = tree_cpu_rss(pid)
-    t0 = time.perf_counter()
-    procs = [mp.get_context("spawn").Process(target=client_process,
-                                             args=(base, k, seconds, i, q))
+    procs = [ctx.Process(target=client_process, args=(port, k, seconds, i, q, go))
              for i, k in enumerate(per) if k]
     for p in procs:
         p.start()
-    results = [q.get(timeout=seconds + 120) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
+    for _ in procs:
+        msg = q.get(timeout=300)
+        if msg != "ready":
+            raise RuntimeError(f"client failed in set-up: {msg}")
+    spy = None
+    if py_spy:
+        spy = subprocess.Popen(["py-spy", "record", "-p", str(pid), "--subprocesses",
+                                "-r", "100", "-f", "raw", "-o", f"{py_spy}-{streams}.raw",
+                                "-d", str(int(seconds))],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cpu0, _ = tree_cpu_rss(pid)
+    loop0 = loop_cpu(pid)
+    t0 = time.perf_counter()
+    go.set()
+    for _ in procs:
+        msg = q.get(timeout=seconds + 120)
+        if msg != "streamed":
+            raise RuntimeError(f"client failed while streaming: {msg}")
     wall = time.perf_counter() - t0
     cpu1, rss = tree_cpu_rss(pid)
+    loop1 = loop_cpu(pid)
+    load = os.getloadavg()[0]
+    results = [q.get(timeout=180) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    if spy is not None:
+        spy.wait(timeout=60)
     window = [x for r in results for x in r["window_ms"]]
     ack = [x for r in results for x in r["ack_ms"]]
-    return {"streams": streams, "events": len(window), "expected": streams * int(seconds),
+    errors = [e for r in results for e in r["errors"]]
+    expected = streams * int(seconds)
+    return {"streams": streams, "events": len(window), "expected": expected,
+            "tone_events": sum(r["tone_events"] for r in results),
+            "acks": sum(r["acks"] for r in results), "frames": streams * int(seconds * 10),
+            "errors": errors,
             "window_p50": pct(window, 50), "window_p99": pct(window, 99),
             "ack_p50": pct(ack, 50), "ack_p99": pct(ack, 99),
-            "server_cpu": (cpu1 - cpu0) / wall, "rss_mib": rss / 2**20}
+            "server_cpu": (cpu1 - cpu0) / wall, "rss_mib": rss / 2**20,
+            "loop_cpu": (loop1 - loop0) / wall,
+            "server_ms_per_window": (cpu1 - cpu0) * 1000 / max(expected, 1),
+            "client_cpu": sum(r["cpu"] for r in results) / wall, "load": load}
 
 
 def main() -> None:
@@ -173,41 +582,61 @@ def main() -> None:
     ap.add_argument("--streams", type=int, nargs="+", default=[50, 100, 200, 300, 500])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--clients", type=int, default=2)
-    ap.add_argument("--live-workers", type=int, default=1)
+    ap.add_argument("--live-workers", type=int, default=None,
+                    help="TONEWIRE_LIVE_WORKERS for the server (default: the server's)")
+    ap.add_argument("--server-path", default=None,
+                    help="run the server with PYTHONPATH=DIR (another checkout)")
+    ap.add_argument("--py-spy", default=None, metavar="OUT",
+                    help="record the server tree with py-spy per level to OUT-<N>.raw")
+    ap.add_argument("--json", default=None, metavar="FILE", help="also write results here")
     args = ap.parse_args()
     port = free_port()
     data = tempfile.mkdtemp(prefix="tonewire-bench-")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TONEWIRE_")},
            "TONEWIRE_DATA_DIR": data, "TONEWIRE_MAX_SESSIONS": "5000",
-           "TONEWIRE_RATE_LIMIT_PER_MINUTE": "0",
-           "TONEWIRE_LIVE_WORKERS": str(args.live_workers), "TONEWIRE_WORKERS": "1"}
+           "TONEWIRE_RATE_LIMIT_PER_MINUTE": "0", "TONEWIRE_WORKERS": "1"}
+    if args.live_workers is not None:
+        env["TONEWIRE_LIVE_WORKERS"] = str(args.live_workers)
+    if args.server_path:
+        env["PYTHONPATH"] = args.server_path
     server = subprocess.Popen([sys.executable, "-m", "tonewire.cli", "serve", "--host", HOST,
                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
-    base = f"http://{HOST}:{port}"
+    rows = []
     try:
-        import httpx
-
         for _ in range(300):
             try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                if asyncio.run(http_request(port, "GET", "/health"))[0] == 200:
                     break
-            except httpx.HTTPError:
+            except OSError:
                 time.sleep(0.1)
-        print(f"{'streams':>7} {'events':>9} {'win p50':>8} {'win p99':>8} {'ack p50':>8} "
-              f"{'ack p99':>8} {'cpu':>6} {'rss MiB':>8}")
+        print(f"server pid {server.pid}", flush=True)
+        asyncio.run(warm_up(port))
+        print(f"{'streams':>7} {'events':>11} {'win p50':>8} {'win p99':>8} {'ack p50':>8} "
+              f"{'ack p99':>8} {'cpu':>5} {'loop':>5} {'ms/win':>6} {'rss MiB':>7} {'client':>6} "
+              f"{'load':>5}  check")
         best = 0
         for n in args.streams:
-            r = run_level(base, server.pid, n, args.seconds, args.clients)
-            print(f"{r['streams']:>7} {r['events']:>4}/{r['expected']:<4} "
+            r = run_level(port, server.pid, n, args.seconds, args.clients, args.py_spy)
+            rows.append(r)
+            ok = (not r["errors"] and r["acks"] == r["frames"]
+                  and r["tone_events"] >= r["expected"])
+            print(f"{r['streams']:>7} {r['events']:>5}/{r['expected']:<5} "
                   f"{r['window_p50']:>8.1f} {r['window_p99']:>8.1f} {r['ack_p50']:>8.2f} "
-                  f"{r['ack_p99']:>8.2f} {r['server_cpu']:>6.2f} {r['rss_mib']:>8.0f}",
-                  flush=True)
+                  f"{r['ack_p99']:>8.2f} {r['server_cpu']:>5.2f} {r['loop_cpu']:>5.2f} "
+                  f"{r['server_ms_per_window']:>6.2f} {r['rss_mib']:>7.0f} "
+                  f"{r['client_cpu']:>6.2f} {r['load']:>5.1f}  "
+                  f"{'ok' if ok else '! ' + '; '.join(r['errors'][:3])}", flush=True)
             if r["window_p99"] < 100 and r["events"] >= 0.9 * r["expected"]:
                 best = n
         print(f"largest N with window-to-event p99 < 100 ms: {best} (target 500)")
         print("latencies in ms; cpu = server process tree CPU seconds per second "
-              "(2.0 = both cores)")
+              "(2.0 = both cores) while streaming; loop = its event-loop thread alone; "
+              "ms/win = server CPU ms per window; "
+              "client = load-generator processes' CPU, same units; load = 1-min load average")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump([{k: v for k, v in r.items()} for r in rows], f, indent=1)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=20)

@@ -99,6 +99,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from tonewire.app import create_app
     from tonewire.config import Settings
     from tonewire.logs import configure
+    from tonewire.transports.ws_protocol import WebSocketProtocol
 
     settings = Settings()
     if args.no_worker:
@@ -117,7 +118,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             super().handle_exit(sig, frame)
 
     # PCM and JSON events barely compress; per-message deflate costs more CPU than it saves.
-    config = uvicorn.Config(app, host=args.host, port=args.port, ws="websockets-sansio",
+    # websockets-sansio, pausing reads at a high-water mark instead of after every frame.
+    config = uvicorn.Config(app, host=args.host, port=args.port, ws=WebSocketProtocol,
                             ws_per_message_deflate=False, ws_max_size=settings.max_frame_bytes,
                             log_level="info", log_config=log_config, lifespan="on",
                             timeout_graceful_shutdown=5)
@@ -127,14 +129,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     import asyncio
-    import logging
 
     from tonewire.config import Settings
     from tonewire.jobs.node import run_worker
+    from tonewire.logs import configure
 
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run_worker(Settings()))
+    settings = Settings()
+    configure(settings.log_format)
+    asyncio.run(run_worker(settings))
     return 0
 
 

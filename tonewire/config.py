@@ -73,8 +73,9 @@ class Settings(BaseSettings):
                                  description="largest ingest frame; larger closes with 1009")
     sidecar_url: str | None = Field(default=None, description="classifier=sidecar service")
     sidecar_timeout_s: float = Field(default=5.0, gt=0)
-    live_workers: int = Field(default=1, ge=1, le=64,
-                              description="processes for live speech analysis")
+    live_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1,
+                              le=64, description="processes for live speech analysis "
+                              "(default: 2, or 1 on a single core)")
 
     # Delivery
     cors_origins: Annotated[list[str], NoDecode] = Field(

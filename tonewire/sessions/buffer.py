@@ -1,27 +1,68 @@
 """The sample buffer of one live session: PCM16 in, due analysis windows out.
 
-Per frame the work is O(frame): the bytes are viewed as int16 and copied once into a buffer
-that keeps the last window; no base64, no JSON, no per-sample Python. Windows are cut by the
-session's sample clock, so their timestamps come from samples counted, never from arrival.
+Per frame the work is O(frame) and tiny: the bytes are appended to a ``bytearray`` holding
+what the next window needs (one memcpy, no numpy call, no base64, no JSON); a frame that
+completes no window returns at once. A due window is cut as PCM16 bytes; the conversion to
+float happens where the samples are analysed (a worker process), or on first use of
+:attr:`DueWindow.samples`. Windows are cut by the session's sample clock, so their timestamps
+come from samples counted, never from arrival.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Final
 
 import numpy as np
 
+_SCALE: Final = np.float32(32768.0)
+_PCM16: Final = np.dtype("<i2")
 
-@dataclass(frozen=True, slots=True)
+
 class DueWindow:
-    start_sample: int
-    end_sample: int
-    samples: np.ndarray
-    """float32 in [-1, 1) ``[shape=(window,)]`` (shorter for a finalised partial window)."""
-    closed_at: float = 0.0
-    """``time.monotonic()`` when its last sample arrived: for latency metrics only, never for
-    timestamps."""
+    """One analysis window of a session, from ``start_sample`` (inclusive) to ``end_sample``.
+
+    Made from PCM16 bytes (``pcm``) by the buffer, or from float samples (``samples``), as a
+    finalised and padded tail is."""
+
+    __slots__ = ("_pcm", "_samples", "closed_at", "end_sample", "start_sample")
+
+    def __init__(self, *, start_sample: int, end_sample: int,
+                 samples: np.ndarray | None = None, closed_at: float = 0.0,
+                 pcm: bytes | None = None) -> None:
+        if (samples is None) == (pcm is None):
+            raise ValueError("a window is made of either float samples or PCM16 bytes")
+        self.start_sample = start_sample
+        self.end_sample = end_sample
+        self.closed_at = closed_at
+        """``time.monotonic()`` when its last sample arrived: for latency metrics only, never
+        for timestamps."""
+        self._pcm = pcm
+        self._samples = samples
+
+    @property
+    def samples(self) -> np.ndarray:
+        """float32 in [-1, 1) ``[shape=(window,)]`` (shorter for a finalised partial window)."""
+        if self._samples is None:
+            assert self._pcm is not None
+            self._samples = np.frombuffer(self._pcm, dtype=_PCM16).astype(np.float32) / _SCALE
+        return self._samples
+
+    @property
+    def rows(self) -> np.ndarray:
+        """What to analyse: the PCM16 samples as int16 ``[shape=(window,)]`` (half the bytes
+        to ship to a worker; ``int16 / 32768`` there equals :attr:`samples`), or the float
+        samples of a window made from floats."""
+        if self._pcm is not None:
+            return np.frombuffer(self._pcm, dtype=_PCM16)
+        return self.samples
+
+    def __repr__(self) -> str:
+        return f"DueWindow({self.start_sample}..{self.end_sample})"
+
+
+_NONE: Final[tuple[DueWindow, ...]] = ()
 
 
 class SampleBuffer:
@@ -32,27 +73,24 @@ class SampleBuffer:
         self.hop = hop
         self.total = start_sample  # samples received over the session's life
         self.next_end = start_sample + window
-        self._buf = np.zeros(4 * window, dtype=np.int16)
-        self._fill = 0  # valid samples at the start of _buf; _buf[_fill - 1] is sample total-1
+        self._buf = bytearray()  # PCM16 of samples [total - len(_buf) // 2, total)
+        self._keep = 2 * window  # bytes a window needs
 
-    def push(self, pcm: bytes | bytearray | memoryview) -> list[DueWindow]:
+    def push(self, pcm: bytes | bytearray | memoryview) -> Sequence[DueWindow]:
         """Add little-endian PCM16 bytes (even length); return the windows now complete."""
-        x = np.frombuffer(pcm, dtype="<i2")
-        if self._fill + x.size > self._buf.size:
-            keep = min(self._fill, self.window)
-            self._buf[:keep] = self._buf[self._fill - keep : self._fill]
-            self._fill = keep
-            if keep + x.size > self._buf.size:
-                grown = np.zeros(2 * (keep + x.size), dtype=np.int16)
-                grown[:keep] = self._buf[:keep]
-                self._buf = grown
-        self._buf[self._fill : self._fill + x.size] = x
-        self._fill += x.size
-        self.total += x.size
+        buf = self._buf
+        buf += pcm
+        self.total += len(pcm) // 2
+        if self.total < self.next_end:
+            return _NONE
         due = []
         while self.total >= self.next_end:
             due.append(self._cut(self.next_end - self.window, self.next_end))
             self.next_end += self.hop
+        # Keep what the next window needs (deleting from the front of a bytearray is cheap).
+        excess = len(buf) - self._keep
+        if excess > 0:
+            del buf[:excess]
         return due
 
     def flush(self, *, min_samples: int = 1) -> DueWindow | None:
@@ -67,8 +105,7 @@ class SampleBuffer:
         return win
 
     def _cut(self, start: int, end: int) -> DueWindow:
-        hi = self._fill - (self.total - end)
-        lo = hi - (end - start)
-        samples = self._buf[max(lo, 0) : hi].astype(np.float32) / np.float32(32768.0)
-        return DueWindow(start_sample=start, end_sample=end, samples=samples,
-                         closed_at=time.monotonic())
+        first = self.total - len(self._buf) // 2  # the sample at _buf[0]
+        lo, hi = max(start - first, 0), end - first
+        return DueWindow(start_sample=start, end_sample=end,
+                         pcm=bytes(self._buf[2 * lo : 2 * hi]), closed_at=time.monotonic())
