@@ -19,6 +19,7 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
+import contextlib  # noqa: E402
 import logging  # noqa: E402
 import signal  # noqa: E402
 import threading  # noqa: E402
@@ -27,6 +28,8 @@ from multiprocessing.connection import Connection  # noqa: E402
 from typing import Any  # noqa: E402
 
 log = logging.getLogger(__name__)
+
+JOB_WORKER_NICENESS = 10
 
 
 def run_task(conn: Connection, task: dict[str, Any]) -> None:
@@ -94,6 +97,10 @@ def worker_main(conn: Connection, parent: int) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                      name="parent-watch").start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
+    # Analysis is throughput; the server's event loop and live windows are latency. When
+    # they compete for cores, the loop should win (a job only finishes a little later).
+    with contextlib.suppress(OSError):
+        os.nice(JOB_WORKER_NICENESS)
     import tonewire.pipeline  # noqa: F401  (warm up: the first task should not pay imports)
     while True:
         try:

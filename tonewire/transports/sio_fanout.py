@@ -58,7 +58,6 @@ CLOSED: Final = 0
 QUEUED: Final = 1
 DIRECT: Final = 2
 _PROTO_ATTR: Final = "_tonewire_ws_protocol"
-_SANSIO_MODULE: Final = "uvicorn.protocols.websockets.websockets_sansio_impl"
 
 
 def ws_frame(text: str) -> bytes:
@@ -93,8 +92,10 @@ class Encoded:
 
 def _sansio_protocol(send: Any) -> Any:
     """The uvicorn websockets-sansio connection behind an ASGI ``send``, or None."""
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
     proto = getattr(send, "__self__", None)
-    if proto is None or type(proto).__module__ != _SANSIO_MODULE:
+    if not isinstance(proto, WebSocketsSansIOProtocol):  # ours subclasses it (ws_protocol)
         return None
     needed = ("transport", "writable", "conn", "close_sent", "disconnected")
     if not all(hasattr(proto, a) for a in needed):
