@@ -173,8 +173,8 @@ async def _ingest_through(server: Any, sid: str, *, expect_samples: int) -> Any:
     node's lease has to run out first."""
     for _ in range(60):
         ws = await T.ingest(server, sid).__aenter__()
-        await ws.send(json.dumps({"type": "keepalive"}))
-        try:
+        try:  # the 4009 close can come before our keepalive is even sent
+            await ws.send(json.dumps({"type": "keepalive"}))
             reply = await T.recv_json(ws)
         except websockets.ConnectionClosed as exc:
             assert exc.rcvd is not None and exc.rcvd.code == 4009, exc
