@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -53,6 +53,9 @@ def free_port() -> int:
 def _env_name(key: str) -> str:
     key = key.upper()
     return key if key.startswith("TONEWIRE_") else f"TONEWIRE_{key}"
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -234,6 +237,20 @@ async def create_job(client: httpx.AsyncClient, path: Path, **kw: Any) -> str:
     assert r.status_code == 202, r.text
     job_id: str = r.json()["job_id"]
     return job_id
+
+
+def wait_for(predicate: Callable[[], T], *, timeout: float = 60.0, what: str,
+             interval: float = 0.05) -> T:
+    """Poll a synchronous ``predicate`` until it returns something truthy (returned), or
+    raise ``AssertionError`` after ``timeout`` seconds: for tests without an event loop."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
 
 
 async def wait_until(predicate: Callable[[], Any], *, timeout: float = 20.0,

@@ -23,12 +23,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 import signals as S
 import socketio
+from server import wait_for
 
 TERMINAL = frozenset({"complete", "error"})
 LONG_SECONDS = 360.0  # 6 minutes: a job of a few seconds on a 2-core machine
@@ -36,23 +37,7 @@ SHORT_SECONDS = 20.0
 START_TIMEOUT_S = 60.0
 JOB_TIMEOUT_S = 120.0
 
-T = TypeVar("T")
-
-
 # -- waiting ---------------------------------------------------------------------------------
-def wait_for(predicate: Callable[[], T], *, timeout: float, what: str,
-             interval: float = 0.05) -> T:
-    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import httpx
 import numpy as np
 import pytest
 import signals as S
-from server import RunningServer, start_server
+from server import RunningServer, start_server, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -132,18 +131,6 @@ def screenshot(page: Page, shots: Path, name: str) -> None:
     # usable at phone width: nothing wider than the screen (no sideways scrolling)
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.set_viewport_size(DESKTOP)
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 60.0, what: str) -> Any:
-    """Poll ``predicate`` (server state) until truthy; bounded."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 # -- analyze ---------------------------------------------------------------------------------
