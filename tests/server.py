@@ -298,6 +298,36 @@ async def wait_uploads_empty(server: RunningServer, *, timeout: float = 15.0) ->
         raise AssertionError(f"uploads left behind: {server.uploads()}") from None
 
 
+@contextlib.asynccontextmanager
+async def watched_client(server: RunningServer, *, cancel_jobs: bool = True
+                         ) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client for one test: afterwards, jobs left running are cancelled (so a shared
+    server starts the next test clean), the server's output during the test is printed
+    (pytest shows it only on failure), and the server must still be alive."""
+    mark = server.log_size()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            yield client
+    finally:
+        if cancel_jobs:
+            await cancel_unfinished(server)
+    print(f"--- server output during the test ---\n{server.output(since=mark)}")
+    assert server.alive(), "the server died"
+
+
+def complete_job(server: RunningServer, path: Path, *,
+                 accepted: tuple[int, ...] = (200, 202)) -> str:
+    """Upload ``path`` (synchronously, for module fixtures) and wait for the job to complete;
+    its id."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        r = client.post("/api/jobs", files={"file": (path.name, path.read_bytes())})
+        assert r.status_code in accepted, r.text
+        job_id: str = r.json()["job_id"]
+        wait_for(lambda: client.get(f"/api/jobs/{job_id}").json()["status"] == "complete",
+                 timeout=30, what=f"job {job_id} to complete")
+    return job_id
+
+
 async def cancel_unfinished(server: RunningServer) -> None:
     """Delete every job still running (keeps a shared server clean between tests)."""
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:

@@ -75,6 +75,26 @@ def noise(seconds: float, sr: int = SR, amp: float = 0.1, seed: int = 0) -> Floa
     return _f32(rng.uniform(-amp, amp, _n(seconds, sr)))
 
 
+def voice(f0: float, seconds: float, *, sr: int, syllable_hz: float = 4.0, amp: float = 0.3,
+          glide_semitones: float = 0.0, gap_s: float = 0.04) -> FloatArray:
+    """A harmonic "voice": harmonics 1/h of ``f0`` (Hz) up to 0.45 sr, gliding sinusoidally by
+    ``glide_semitones`` (peak) at 0.7 Hz, under a syllable-rate raised-cosine envelope (each
+    burst followed by ``gap_s`` of silence; ``syllable_hz=0``: no envelope). Peak ``amp``.
+    float32 ``[shape=(seconds * sr,)]``."""
+    n = round(seconds * sr)
+    t = np.arange(n) / sr
+    inst = f0 * 2.0 ** (glide_semitones * np.sin(2 * np.pi * 0.7 * t) / 12.0)
+    phase = 2 * np.pi * np.cumsum(inst) / sr
+    top = f0 * 2.0 ** (abs(glide_semitones) / 12.0)
+    x = sum(np.sin(h * phase) / h for h in range(1, 60) if h * top < 0.45 * sr)
+    if syllable_hz:
+        period = 1.0 / syllable_hz
+        pos = (t % period) / (period - gap_s)
+        x = x * np.where(pos < 1.0, np.sin(np.pi * np.minimum(pos, 1.0)) ** 2, 0.0)
+    out: FloatArray = (amp * x / np.max(np.abs(x))).astype(np.float32)
+    return out
+
+
 def silence(seconds: float, sr: int = SR) -> FloatArray:
     """Digital silence."""
     return np.zeros(_n(seconds, sr), dtype=np.float32)

@@ -16,7 +16,6 @@ import httpx
 import pytest
 from server import (
     RunningServer,
-    cancel_unfinished,
     check_analysis_shape,
     create_job,
     process_alive,
@@ -27,6 +26,7 @@ from server import (
     wait_for_status,
     wait_until,
     wait_uploads_empty,
+    watched_client,
     write_long_wav,
     write_music,
 )
@@ -85,26 +85,15 @@ def fresh_variant(audio_dir: Path) -> Iterator[Any]:
     yield make
 
 
-async def _client_for(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    mark = server.log_size()
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            yield client
-    finally:
-        await cancel_unfinished(server)
-    print(f"--- server output during the test ---\n{server.output(since=mark)}")
-    assert server.alive(), "the server died"
-
-
 @pytest.fixture
 async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _client_for(server):
+    async with watched_client(server) as client:
         yield client
 
 
 @pytest.fixture
 async def http_restricted(restricted: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _client_for(restricted):
+    async with watched_client(restricted) as client:
         yield client
 
 

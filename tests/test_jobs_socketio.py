@@ -5,7 +5,6 @@ delivered in order to every subscriber, replayable from any ``seq``, and robust 
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from server import (
     SioRecorder,
     cancel_unfinished,
     check_stream,
+    complete_job,
     create_job,
     seqs,
     sio_client,
@@ -25,6 +25,7 @@ from server import (
     variant,
     wait_for_status,
     wait_uploads_empty,
+    watched_client,
     write_long_wav,
     write_music,
 )
@@ -80,28 +81,13 @@ def fresh_variant(audio_dir: Path) -> Iterator[Any]:
 def finished_job(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A short job, complete: a valid target after each bad payload."""
     path = write_music(tmp_path_factory.mktemp("finished") / "five.wav", 5.0, seed=5)
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        r = client.post("/api/jobs", files={"file": (path.name, path.read_bytes())})
-        assert r.status_code in (200, 202), r.text
-        job_id: str = r.json()["job_id"]
-        deadline = time.monotonic() + 30
-        while client.get(f"/api/jobs/{job_id}").json()["status"] != "complete":
-            assert time.monotonic() < deadline, "the job did not complete"
-            time.sleep(0.05)
-    return job_id
+    return complete_job(server, path)
 
 
 @pytest.fixture
 async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    mark = server.log_size()
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            yield client
-    finally:
-        await cancel_unfinished(server)
-    # Shown by pytest only when the test failed.
-    print(f"--- server output during the test ---\n{server.output(since=mark)}")
-    assert server.alive(), "the server died"
+    async with watched_client(server) as client:
+        yield client
 
 
 # -- tests -----------------------------------------------------------------------------------

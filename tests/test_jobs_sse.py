@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,14 @@ from server import (
     cancel_unfinished,
     check_stream,
     collect_sse,
+    complete_job,
     create_job,
     sse_frames,
     start_server,
     variant,
     wait_for_status,
     wait_uploads_empty,
+    watched_client,
     write_long_wav,
     write_music,
 )
@@ -72,29 +73,15 @@ def fresh_long(audio_dir: Path, long_wav: Path) -> Iterator[Any]:
 
 @pytest.fixture
 async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    mark = server.log_size()
-    try:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            yield client
-    finally:
-        await cancel_unfinished(server)
-    print(f"--- server output during the test ---\n{server.output(since=mark)}")
-    assert server.alive(), "the server died"
+    async with watched_client(server) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
 def finished_job(server: RunningServer, audio_dir: Path) -> str:
     """A short job, complete (made once for the module)."""
     path = write_music(audio_dir / "finished.wav", 5.0, seed=3)
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        r = client.post("/api/jobs", files={"file": (path.name, path.read_bytes())})
-        assert r.status_code == 202, r.text
-        job_id: str = r.json()["job_id"]
-        deadline = time.monotonic() + 30
-        while client.get(f"/api/jobs/{job_id}").json()["status"] != "complete":
-            assert time.monotonic() < deadline, "the job did not complete"
-            time.sleep(0.05)
-    return job_id
+    return complete_job(server, path, accepted=(202,))
 
 
 @pytest.fixture

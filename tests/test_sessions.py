@@ -35,6 +35,7 @@ from server import (
     sse_frames,
     start_server,
     wait_until,
+    watched_client,
 )
 from websockets.sync.client import connect as sync_connect
 
@@ -54,20 +55,9 @@ Events = list[tuple[str, dict[str, Any]]]
 
 def voice(f0: float, seconds: float, *, syllable_hz: float = 4.5, amp: float = 0.3,
           glide_semitones: float = 2.0, gap_s: float = 0.04, sr: int = SR) -> np.ndarray:
-    """A synthetic voice: harmonics 1/h of ``f0`` (Hz) gliding by ``glide_semitones`` at
-    0.7 Hz, under a syllable-rate raised-cosine envelope with ``gap_s`` of silence between
-    syllables; peak ``amp``. float32 ``[shape=(seconds * sr,)]``."""
-    n = round(seconds * sr)
-    t = np.arange(n) / sr
-    inst = f0 * 2.0 ** (glide_semitones * np.sin(2 * np.pi * 0.7 * t) / 12.0)
-    phase = 2 * np.pi * np.cumsum(inst) / sr
-    top = f0 * 2.0 ** (abs(glide_semitones) / 12.0)
-    x = sum(np.sin(h * phase) / h for h in range(1, 60) if h * top < 0.45 * sr)
-    period = 1.0 / syllable_hz
-    pos = (t % period) / (period - gap_s)
-    x = x * np.where(pos < 1.0, np.sin(np.pi * np.minimum(pos, 1.0)) ** 2, 0.0)
-    out: np.ndarray = (amp * x / np.max(np.abs(x))).astype(np.float32)
-    return out
+    """:func:`signals.voice` with this module's defaults: a gliding, syllabic voice."""
+    return S.voice(f0, seconds, sr=sr, syllable_hz=syllable_hz, amp=amp,
+                   glide_semitones=glide_semitones, gap_s=gap_s)
 
 
 def silence(seconds: float) -> np.ndarray:
@@ -144,11 +134,8 @@ def reaper_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
 
 @pytest.fixture
 async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    mark = server.log_size()
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+    async with watched_client(server, cancel_jobs=False) as client:
         yield client
-    print(f"--- server output during the test ---\n{server.output(since=mark)}")
-    assert server.alive(), "the server died"
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 import websockets
-from server import RunningServer, SseFrame, sse_frames, start_server
+from server import RunningServer, SseFrame, sse_frames, start_server, watched_client
 
 SR = 16000
 WINDOW_BYTES = 2 * SR  # the default window: 1 s of PCM16
@@ -159,11 +159,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, sidecar: Sidecar
 
 @pytest.fixture
 async def http(server: RunningServer) -> AsyncIterator[httpx.AsyncClient]:
-    mark = server.log_size()
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+    async with watched_client(server, cancel_jobs=False) as client:
         yield client
-    print(f"--- server output during the test ---\n{server.output(since=mark)}")
-    assert server.alive(), "the server died"
 
 
 # -- clients ------------------------------------------------------------------------------------

@@ -29,23 +29,9 @@ SR = 16000
 
 def voice(f0: float, seconds: float, *, sr: int = SR, syllable_hz: float = 4.0,
           amp: float = 0.3, glide_semitones: float = 0.0, gap_s: float = 0.04) -> np.ndarray:
-    """A harmonic "voice": harmonics 1/h up to 0.45 sr under a syllable-rate envelope.
-
-    Each syllable is a raised-cosine burst followed by ``gap_s`` of silence; the pitch glides
-    sinusoidally by ``glide_semitones`` (peak) at 0.7 Hz. Peak amplitude ``amp``."""
-    n = round(seconds * sr)
-    t = np.arange(n) / sr
-    inst = f0 * 2.0 ** (glide_semitones * np.sin(2 * np.pi * 0.7 * t) / 12.0)
-    phase = 2 * np.pi * np.cumsum(inst) / sr
-    top = f0 * 2.0 ** (abs(glide_semitones) / 12.0)
-    x = sum(np.sin(h * phase) / h for h in range(1, 60) if h * top < 0.45 * sr)
-    if syllable_hz:
-        period = 1.0 / syllable_hz
-        pos = (t % period) / (period - gap_s)
-        env = np.where(pos < 1.0, np.sin(np.pi * np.minimum(pos, 1.0)) ** 2, 0.0)
-        x = x * env
-    out: np.ndarray = (amp * x / np.max(np.abs(x))).astype(np.float32)
-    return out
+    """:func:`signals.voice` at this module's rate: steady pitch unless asked to glide."""
+    return S.voice(f0, seconds, sr=sr, syllable_hz=syllable_hz, amp=amp,
+                   glide_semitones=glide_semitones, gap_s=gap_s)
 
 
 def white(seconds: float, *, amp: float = 0.1, seed: int = 0, sr: int = SR) -> np.ndarray:

