@@ -24,6 +24,7 @@ See ``docs/speech.md`` for every value.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -239,20 +240,31 @@ def yin(y: np.ndarray, *, starts: np.ndarray, sr: int, window: int, fmin: float 
     size = sp_fft.next_fast_len(length, real=True)
     spec_a = sp_fft.rfft(b[:, :window], n=size, axis=1)
     spec_b = sp_fft.rfft(b, n=size, axis=1)
-    r = sp_fft.irfft(np.conj(spec_a) * spec_b, n=size, axis=1)[:, : tau_hi + 1]
-    # Energies of the lagged windows from one cumulative sum per row (float64, then gathered).
+    np.conj(spec_a, out=spec_a)
+    spec_a *= spec_b
+    r = sp_fft.irfft(spec_a, n=size, axis=1)[:, : tau_hi + 1]
+    # Energies of the lagged windows from one cumulative sum per row (float64, so the
+    # differences of large sums stay exact enough), gathered per frame as float32 like ``r``.
     cs = np.zeros((rows, n + 1))
     np.cumsum(y * y, axis=1, out=cs[:, 1:])
-    moving = cs[:, window:] - cs[:, :-window]
+    moving = (cs[:, window:] - cs[:, :-window]).astype(np.float32)
     e_tau = sliding_window_view(moving, tau_hi + 1, axis=1)[:, starts].reshape(m, tau_hi + 1)
     e0 = e_tau[:, :1]
-    d = np.maximum((e0 + e_tau).astype(np.float32) - 2.0 * r, 0.0)
+    # d(tau) = e0 + e_tau - 2 r(tau), in place: the temporaries of this batch are its largest.
+    d = e0 + e_tau
+    r *= 2.0
+    d -= r
+    np.maximum(d, 0.0, out=d)
     d[:, 0] = 0.0
     taus = np.arange(tau_hi + 1, dtype=np.float32)
     cum = np.cumsum(d[:, 1:], axis=1)
-    cmnd = np.ones_like(d)
-    cmnd[:, 1:] = d[:, 1:] * taus[1:] / np.maximum(cum, np.float32(_TINY))
-    cmnd[:, 1:][cum <= _TINY] = 1.0
+    silent = cum <= _TINY
+    np.maximum(cum, np.float32(_TINY), out=cum)
+    cmnd = np.empty_like(d)
+    cmnd[:, 0] = 1.0
+    np.multiply(d[:, 1:], taus[1:], out=cmnd[:, 1:])
+    cmnd[:, 1:] /= cum
+    cmnd[:, 1:][silent] = 1.0
 
     seg = cmnd[:, tau_lo : tau_max + 1]
     below = seg < threshold
@@ -317,15 +329,35 @@ def frame_features(x: np.ndarray, *, sr: int) -> FrameFeatures:
     return _frame_features(validate_windows(x, sr=sr), sr=sr)
 
 
-def _frame_features(x: np.ndarray, *, sr: int) -> FrameFeatures:
-    rows, n = x.shape
+@dataclass(frozen=True, slots=True)
+class _FramePlan:
+    """Everything :func:`_frame_features` derives from ``(sr, n)`` alone: built once per shape
+    (a live session's windows all share one), since rebuilding the filter and index arrays per
+    call cost a worker a third of a millisecond per batch."""
+
+    n_frames: int
+    bounds: np.ndarray
+    used: int
+    first_slot: np.ndarray
+    span: np.ndarray
+    spec_len: int
+    pitch_window: int
+    n_fft: int
+    hann: np.ndarray
+    bands: np.ndarray
+    scale: float
+    resampler: tuple[int, int, np.ndarray] | None
+    spec_starts: np.ndarray
+    pitch_starts: np.ndarray
+
+
+@functools.lru_cache(maxsize=32)
+def _frame_plan(sr: int, n: int) -> _FramePlan:
     n_frames = frame_count(n, sr=sr)
     bounds = slot_bounds(n_frames, sr=sr)
-    used = int(bounds[-1])
     # Frame i spans slots j .. j + 2, j = clip(i - 1, 0, n_frames - 3).
     first_slot = np.clip(np.arange(n_frames) - 1, 0, n_frames - LEVEL_SLOTS)
     span = bounds[first_slot + LEVEL_SLOTS] - bounds[first_slot]
-
     rate = ANALYSIS_SR
     spec_len = round(SPECTRUM_FRAME_S * rate)
     window = round(PITCH_WINDOW_S * rate)
@@ -336,10 +368,28 @@ def _frame_features(x: np.ndarray, *, sr: int) -> FrameFeatures:
     freqs = np.fft.rfftfreq(n_fft, d=1.0 / rate)
     bands = np.stack([_band_matrix(freqs, *VOICE_BAND_HZ),
                       _band_matrix(freqs, *SYLLABLE_BAND_HZ)], axis=1)
-    # Hann-windowed power to mean-square units (Parseval, window-corrected).
-    scale = 2.0 / (n_fft * np.sum(hann**2))
-
     resampler = None if sr == rate else _resampler(sr)
+    # Length of the signal at 8 kHz (resample_poly's output length).
+    ny = n if resampler is None else -(-n * resampler[0] // resampler[1])
+    plan = _FramePlan(
+        n_frames=n_frames, bounds=bounds, used=int(bounds[-1]), first_slot=first_slot,
+        span=span, spec_len=spec_len, pitch_window=window, n_fft=n_fft, hann=hann,
+        bands=bands,
+        # Hann-windowed power to mean-square units (Parseval, window-corrected).
+        scale=float(2.0 / (n_fft * np.sum(hann**2))), resampler=resampler,
+        spec_starts=frame_starts(n_frames, rate=rate, n=ny, length=spec_len),
+        pitch_starts=frame_starts(n_frames, rate=rate, n=ny, length=pitch_len))
+    for arr in (bounds, first_slot, span, hann, bands, plan.spec_starts, plan.pitch_starts,
+                *(() if resampler is None else (resampler[2],))):
+        arr.flags.writeable = False  # shared by every call with this shape
+    return plan
+
+
+def _frame_features(x: np.ndarray, *, sr: int) -> FrameFeatures:
+    rows, n = x.shape
+    plan = _frame_plan(sr, n)
+    n_frames, bounds, used = plan.n_frames, plan.bounds, plan.used
+    first_slot, span = plan.first_slot, plan.span
     power = np.empty((rows, n_frames))
     zcr = np.empty((rows, n_frames))
     voice = np.empty((rows, n_frames))
@@ -364,18 +414,16 @@ def _frame_features(x: np.ndarray, *, sr: int) -> FrameFeatures:
         zcr[sl] = _three_slots(slot_flips, first_slot) * (sr / (span - 1))
 
         # Voice band, syllable band and pitch at 8 kHz.
-        y = x64 if resampler is None else _resample_rows(x64, resampler)
-        ny = y.shape[1]
-        spec_starts = frame_starts(n_frames, rate=rate, n=ny, length=spec_len)
-        pitch_starts = frame_starts(n_frames, rate=rate, n=ny, length=pitch_len)
-        fr = _frames(y, spec_starts, spec_len)
-        spec = sp_fft.rfft(fr * hann, n=n_fft, axis=2)
+        y = x64 if plan.resampler is None else _resample_rows(x64, plan.resampler)
+        fr = _frames(y, plan.spec_starts, plan.spec_len)
+        spec = sp_fft.rfft(fr * plan.hann, n=plan.n_fft, axis=2)
         p = spec.real**2 + spec.imag**2
         total = p.sum(axis=2)
-        banded = p @ bands
+        banded = p @ plan.bands
         voice[sl] = np.where(total > _TINY, banded[..., 0] / np.maximum(total, _TINY), 0.0)
-        syl[sl] = banded[..., 1] * scale
-        f0[sl], aper[sl] = yin(y, starts=pitch_starts, sr=rate, window=window)
+        syl[sl] = banded[..., 1] * plan.scale
+        f0[sl], aper[sl] = yin(y, starts=plan.pitch_starts, sr=ANALYSIS_SR,
+                               window=plan.pitch_window)
     return FrameFeatures(sr=sr, power=power, level_db=power_to_dbfs(power), zcr_hz=zcr,
                          voice_band=voice, syllable_db=power_to_dbfs(syl), f0_hz=f0,
                          aperiodicity=aper)

@@ -25,8 +25,6 @@ import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
-import numpy as np
-
 from tonewire.analysis.speech import SpeechFeatures
 
 Label = Literal["calm", "neutral", "animated", "tense", "subdued"]
@@ -68,12 +66,12 @@ ELCOR_PREFIX: Final[dict[str, str]] = {
 
 # Feature order in the baseline arrays.
 _PITCH, _LOUD, _RATE, _RANGE = 0, 1, 2, 3
-_AROUSAL_WEIGHTS: Final = np.array([0.4, 0.35, 0.25, 0.0])
+_AROUSAL_WEIGHTS: Final = (0.4, 0.35, 0.25, 0.0)
 # Spreads start at these priors and never fall below the floors (units: semitones, dB,
 # syllables/s, semitones), so a steady start does not turn small wobbles into large z-scores.
-_PRIOR_SPREAD: Final = np.array([2.0, 4.0, 1.0, 1.0])
-_FLOOR_SPREAD: Final = np.array([1.0, 2.0, 0.5, 0.5])
-_MIN_DIFF: Final = np.array([1.0, 3.0, 0.5, 0.0])
+_PRIOR_SPREAD: Final = (2.0, 4.0, 1.0, 1.0)
+_FLOOR_SPREAD: Final = (1.0, 2.0, 0.5, 0.5)
+_MIN_DIFF: Final = (1.0, 3.0, 0.5, 0.0)
 _MAD_TO_SD: Final = math.sqrt(math.pi / 2.0)
 _Z_CLIP: Final = 4.0
 # Confidence: sigmoid of the distance to the nearest label boundary, in units of this.
@@ -154,10 +152,13 @@ class ToneTracker:
         self.reset()
 
     def reset(self) -> None:
-        self._mean = np.zeros(4)
-        self._recent = np.full(4, np.nan)
-        self._mad = _PRIOR_SPREAD / _MAD_TO_SD
-        self._count = np.zeros(4, dtype=np.int64)
+        # Four floats each, in feature order (_PITCH, _LOUD, _RATE, _RANGE). Plain floats, not
+        # numpy: a window's arithmetic is a few dozen scalar steps, and numpy's per-call cost
+        # on four-element arrays made this a tenth of a live worker's time per window.
+        self._mean = [0.0] * 4
+        self._recent = [math.nan] * 4
+        self._mad = [s / _MAD_TO_SD for s in _PRIOR_SPREAD]
+        self._count = [0] * 4
         self._windows = 0
         self._direction: Direction = "stable"
 
@@ -183,25 +184,31 @@ class ToneTracker:
         if not features.speech:
             return None
         p = self.params
-        values = np.array([
+        values = (
             math.nan if features.f0_mean_hz is None else 12.0 * math.log2(
                 features.f0_mean_hz / 100.0),
             features.loudness_dbfs,
             math.nan if features.speaking_rate is None else features.speaking_rate,
             math.nan if features.f0_std_semitones is None else features.f0_std_semitones,
-        ])
-        present = np.isfinite(values) & (self._count > 0)
-        # The window's values, smoothed with the previous windows' (one 1 s window of speech
-        # is a noisy sample of prosody), against the baseline.
-        recent = np.where(np.isfinite(self._recent),
-                          p.smoothing * np.nan_to_num(values) + (1.0 - p.smoothing)
-                          * np.nan_to_num(self._recent), np.nan_to_num(values))
-        spread = np.maximum(self._mad * _MAD_TO_SD, _FLOOR_SPREAD)
-        diff = np.where(present, recent - self._mean, 0.0)
-        z = np.clip(diff / spread, -_Z_CLIP, _Z_CLIP)
-        w = _AROUSAL_WEIGHTS * present
-        arousal = float(np.dot(w, z) / w.sum()) if w.sum() > 0 else 0.0
-        expressive = float(z[_RANGE])
+        )
+        z = [0.0] * 4
+        diff = [0.0] * 4
+        w_sum = weighted = 0.0
+        for i in range(4):
+            v, prev = values[i], self._recent[i]
+            if not (math.isfinite(v) and self._count[i] > 0):
+                continue
+            # The window's value, smoothed with the previous windows' (one 1 s window of
+            # speech is a noisy sample of prosody), against the baseline.
+            recent = (p.smoothing * v + (1.0 - p.smoothing) * prev if math.isfinite(prev)
+                      else v)
+            spread = max(self._mad[i] * _MAD_TO_SD, _FLOOR_SPREAD[i])
+            diff[i] = recent - self._mean[i]
+            z[i] = min(max(diff[i] / spread, -_Z_CLIP), _Z_CLIP)
+            w_sum += _AROUSAL_WEIGHTS[i]
+            weighted += _AROUSAL_WEIGHTS[i] * z[i]
+        arousal = weighted / w_sum if w_sum > 0 else 0.0
+        expressive = z[_RANGE]
         warm = min(1.0, self._windows / p.warmup_windows)
         warmed_up = warm >= 1.0
 
@@ -259,7 +266,7 @@ class ToneTracker:
             return "falling"
         return "stable"
 
-    def _flags(self, z: np.ndarray, diff: np.ndarray, *, warmed_up: bool, monotone: bool,
+    def _flags(self, z: list[float], diff: list[float], *, warmed_up: bool, monotone: bool,
                long_pause: bool) -> tuple[str, ...]:
         out: list[str] = []
         if warmed_up:
@@ -278,24 +285,25 @@ class ToneTracker:
             out.append("long_pause")
         return tuple(out)
 
-    def _fold(self, values: np.ndarray) -> None:
+    def _fold(self, values: tuple[float, ...]) -> None:
         """Move the baseline towards this window (robust: deviations clipped to 3 spreads)."""
-        ok = np.isfinite(values)
-        self._recent = np.where(ok, np.where(
-            np.isfinite(self._recent), self.params.smoothing * np.nan_to_num(values)
-            + (1.0 - self.params.smoothing) * np.nan_to_num(self._recent),
-            np.nan_to_num(values)), self._recent)
-        self._count = self._count + ok
-        weight = np.where(ok, np.maximum(self.params.alpha, 1.0 / np.maximum(self._count, 1)),
-                          0.0)
-        first = ok & (self._count == 1)
-        spread = np.maximum(self._mad * _MAD_TO_SD, _FLOOR_SPREAD)
-        dev = np.clip(np.nan_to_num(values) - self._mean, -3.0 * spread, 3.0 * spread)
-        self._mean = np.where(first, np.nan_to_num(values), self._mean + weight * dev)
-        # The spread learns from the second window on, starting from the prior.
-        w_spread = np.where(ok & ~first, np.maximum(self.params.alpha,
-                                                    1.0 / np.maximum(self._count, 1)), 0.0)
-        self._mad = self._mad + w_spread * (np.abs(dev) - self._mad)
+        p = self.params
+        for i, v in enumerate(values):
+            if not math.isfinite(v):
+                continue
+            prev = self._recent[i]
+            self._recent[i] = (p.smoothing * v + (1.0 - p.smoothing) * prev
+                               if math.isfinite(prev) else v)
+            self._count[i] += 1
+            count = self._count[i]
+            weight = max(p.alpha, 1.0 / count)
+            spread = max(self._mad[i] * _MAD_TO_SD, _FLOOR_SPREAD[i])
+            dev = min(max(v - self._mean[i], -3.0 * spread), 3.0 * spread)
+            if count == 1:
+                self._mean[i] = v  # the spread learns from the second window on
+            else:
+                self._mean[i] += weight * dev
+                self._mad[i] += weight * (abs(dev) - self._mad[i])
         self._windows += 1
 
 
@@ -318,7 +326,7 @@ _FLAG_FEATURE: Final[dict[str, int]] = {
 }
 
 
-def _subtext(label: Label, flags: tuple[str, ...], z: np.ndarray, *, warmed_up: bool) -> str:
+def _subtext(label: Label, flags: tuple[str, ...], z: list[float], *, warmed_up: bool) -> str:
     """A plain sentence: the strongest departures from usual, else the label in words."""
     relative = sorted((f for f in flags if f in _PHRASES),
                       key=lambda f: -abs(float(z[_FLAG_FEATURE[f]])))
