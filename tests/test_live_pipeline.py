@@ -162,6 +162,31 @@ async def test_the_batcher_sends_what_waited_as_one_batch() -> None:
         await batcher.close()
 
 
+async def test_the_batcher_gathers_windows_closed_apart_and_sends_a_full_batch_at_once() -> None:
+    """Windows closed over the gathering time go as one batch; ``max_batch`` waiting windows
+    go at once, without waiting out the gathering time."""
+    for gather_s, max_batch in ((1.0, 128), (600.0, 3)):
+        batcher = WindowBatcher(batch_sizes, workers=1, gather_s=gather_s, max_batch=max_batch)
+        batcher.start()
+        try:
+            if max_batch == 128:
+                spread = []
+                for k in range(2):
+                    spread.append(asyncio.create_task(batcher.analyze(
+                        np.full(4, k, dtype=np.int16), sr=SR, key=f"s{k}", spec="fast",
+                        span=k)))
+                    await asyncio.sleep(0.1)
+                assert [await t for t in spread] == [(2, 0, 0), (2, 1, 1)]
+            else:
+                full = [asyncio.create_task(batcher.analyze(
+                    np.full(4, k, dtype=np.int16), sr=SR, key=f"s{k}", spec="fast", span=k))
+                    for k in range(3)]
+                # Waiting out the 600 s gathering time would fail the test's timeout.
+                assert [await t for t in full] == [(3, k, k) for k in range(3)]
+        finally:
+            await batcher.close()
+
+
 # -- the store's group commit -------------------------------------------------------------------
 
 async def test_grouped_event_inserts_keep_failures_apart_and_queue_order(tmp_path: Any) -> None:

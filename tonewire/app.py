@@ -75,7 +75,8 @@ class LiveAnalysis:
         self.settings = settings
         self.batcher = WindowBatcher(speech_batch, workers=settings.live_workers,
                                      forget=forget_sessions,
-                                     warm_module="tonewire.analysis.speech")
+                                     warm_module="tonewire.analysis.speech",
+                                     gather_s=settings.live_gather_ms / 1000.0)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.sidecar_timeout_s),
                                       limits=httpx.Limits(max_connections=100))
 

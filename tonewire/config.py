@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     live_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1,
                               le=64, description="processes for live speech analysis "
                               "(default: 2, or 1 on a single core)")
+    live_gather_ms: float = Field(default=20.0, ge=0.0, le=500.0,
+                                  description="how long a due window waits for others to be "
+                                  "analysed with it as one batch")
 
     # Delivery
     cors_origins: Annotated[list[str], NoDecode] = Field(

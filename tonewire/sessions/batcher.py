@@ -36,6 +36,7 @@ class _Pending:
     span: Any
     sr: int
     future: asyncio.Future[Any]
+    queued_at: float
 
 
 BatchFn = Callable[[np.ndarray, int, list[str], list[str], list[Any]], list[Any]]
@@ -68,18 +69,20 @@ def _noop() -> None:
 
 
 GATHER_S: Final = 0.02
-"""How long a window waits for others before an idle worker takes it. Each call to a worker
-costs the server event-loop CPU (futures, pickling, wake-ups) and more in its pool threads;
-with one worker at 200 streams, gathering for 20 ms cut the server's CPU per window from 5.0
-to 3.5 ms (event loop 0.36 to 0.25 of a core), for about 20 ms of latency (bench/README.md)."""
+"""How long the oldest waiting window waits for others before its worker takes them all as one
+batch (``TONEWIRE_LIVE_GATHER_MS``). Each call to a worker costs the server event-loop CPU
+(futures, pickling, wake-ups) and the worker a fixed ~0.7 ms of numpy calls whatever the batch
+size (one one-second window alone: 1.4 ms; in a batch of 8: 0.7 ms each), so batches of a few
+windows are far cheaper per window than single ones, for at most this much latency."""
 
 
 class WindowBatcher:
-    """Each worker runs one batch at a time; windows that arrive meanwhile wait and go
-    together as the next batch as soon as it is free. An idle worker takes the windows that
-    arrived within ``gather_s`` of the first as one batch. So a loaded server sends ever larger
-    batches (one process round trip, one pickle and one vectorised call for many windows)
-    instead of queueing hundreds of one-window calls behind each other."""
+    """Each worker runs one batch at a time. A batch leaves when its oldest window has waited
+    ``gather_s`` (or ``max_batch`` windows wait), whether the worker was idle or just finished
+    the previous batch: so under load a worker gets a steady batch of about
+    ``rate x gather_s`` windows per call (one process round trip, one pickle and one
+    vectorised call for all of them), instead of a large batch followed by a string of
+    one-window calls for what arrived while it ran."""
 
     def __init__(self, fn: BatchFn, *, workers: int, forget: ForgetFn | None = None,
                  max_batch: int = 128, warm_module: str | None = None,
@@ -129,15 +132,26 @@ class WindowBatcher:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         worker = self.worker_of(key)
-        self._queues[worker].append(_Pending(key, spec, samples, span, sr, fut))
-        if not self._busy[worker] and not self._scheduled[worker]:
-            # Windows closed in this turn of the event loop go together.
-            self._scheduled[worker] = True
-            if self.gather_s > 0:
-                loop.call_later(self.gather_s, self._dispatch, worker)
-            else:
-                loop.call_soon(self._dispatch, worker)
+        queue = self._queues[worker]
+        queue.append(_Pending(key, spec, samples, span, sr, fut, loop.time()))
+        if len(queue) >= self.max_batch and not self._busy[worker]:
+            self._dispatch(worker)
+        else:
+            self._schedule(worker)
         return await fut
+
+    def _schedule(self, worker: int) -> None:
+        """Dispatch the worker's next batch once its oldest window has waited ``gather_s``
+        (at once if it already has; windows closed in one turn of the loop go together)."""
+        if self._busy[worker] or self._scheduled[worker] or not self._queues[worker]:
+            return
+        self._scheduled[worker] = True
+        loop = asyncio.get_running_loop()
+        delay = self._queues[worker][0].queued_at + self.gather_s - loop.time()
+        if delay > 0:
+            loop.call_later(delay, self._dispatch, worker)
+        else:
+            loop.call_soon(self._dispatch, worker)
 
     def forget(self, key: str) -> None:
         """Drop a finished session's state in its worker (fire and forget)."""
@@ -172,8 +186,8 @@ class WindowBatcher:
             await self._analyse(worker, sr, items)
         finally:
             self._busy[worker] = False
-            if self._queues[worker] and not self._closing:
-                self._dispatch(worker)
+            if not self._closing:
+                self._schedule(worker)
 
     async def _analyse(self, worker: int, sr: int, items: list[_Pending]) -> None:
         if not self._executors:
