@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from tonewire import __version__
 from tonewire.config import Settings
+from tonewire.gc_policy import LongLivedFreezer
 from tonewire.jobs.pool import WorkerPool
 from tonewire.jobs.queue import JobQueue, queue_from_url
 from tonewire.jobs.service import JobLimits, JobService
@@ -167,6 +167,8 @@ def create_app(settings: Settings | None = None) -> Any:
         bus.nudge_all()  # SSE streams wake, see `stopping`, send server-shutdown, close
         await hub.announce_shutdown()
 
+    freezer = LongLivedFreezer(full_every_s=settings.gc_full_interval_s)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await store.start()
@@ -176,9 +178,9 @@ def create_app(settings: Settings | None = None) -> Any:
         live.start()
         await jobs.start()
         await sessions.start()
-        # Objects alive now live for the whole run: keep them out of every collection.
-        gc.collect()
-        gc.freeze()
+        # Objects alive now live for the whole run, and so do those surviving each full
+        # collection from now on: keep them out of later collections (gc_policy).
+        freezer.start()
         log.info("tonewire %s ready (%d workers)", __version__, pool.size)
         announcer = asyncio.create_task(tell_followers_on_stop(), name="shutdown-announcer")
         try:
@@ -199,7 +201,7 @@ def create_app(settings: Settings | None = None) -> Any:
             await pool.close()
             await bus.close()
             await store.close()
-            gc.unfreeze()
+            await freezer.close()
 
     api = FastAPI(title="tonewire", version=__version__, lifespan=lifespan,
                   description="Analyse audio as it arrives and stream the results.")

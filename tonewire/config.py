@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     live_workers: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1,
                               le=64, description="processes for live speech analysis "
                               "(default: 2, or 1 on a single core)")
+    gc_full_interval_s: float = Field(
+        default=600.0, ge=0.0, description="survivors of full garbage collections are frozen "
+        "(no pauses over long-lived connections); this often everything is collected once "
+        "(0: never)")
     live_gather_ms: float = Field(default=20.0, ge=0.0, le=500.0,
                                   description="how long a due window waits for others to be "
                                   "analysed with it as one batch")
