@@ -601,7 +601,8 @@ def main() -> None:
         env["PYTHONPATH"] = args.server_path
     server = subprocess.Popen([sys.executable, "-m", "tonewire.cli", "serve", "--host", HOST,
                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+                              stderr=subprocess.DEVNULL, start_new_session=True,
+                              cwd=data)  # `-m` puts the cwd first: it would beat PYTHONPATH
     rows = []
     try:
         for _ in range(300):

@@ -3,6 +3,7 @@ an injected clock, on a real SQLite store)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,35 @@ async def test_ending_closes_the_ingest_socket_and_keeps_history(
     assert await service.history(sid) == []
     body, media = await service.export(sid, "csv")
     assert media == "text/csv" and body.startswith("seq,timestamp,label")
+
+
+async def test_try_push_pushes_only_what_needs_no_wait(
+        sessions: tuple[SessionService, Clock]) -> None:
+    """``try_push`` is ``push`` when the window queue has room for every window the frame
+    completes, and otherwise changes nothing (the ingest fast path then falls back)."""
+    service, _clock = sessions
+    sid = (await service.create(SessionOptions(window_ms=250)))["session_id"]  # 4000 samples
+    live = service.live[sid]
+    assert live.consumer is not None
+    live.consumer.cancel()  # nothing takes windows from the queue
+    await asyncio.gather(live.consumer, return_exceptions=True)
+    frame = b"\x00\x00" * 1000
+    for _ in range(35):  # 8 windows fill the queue; frames completing none still go in
+        assert service.try_push(live, frame)
+    assert live.queue.full() and live.buffer.total == 35000
+    assert not service.try_push(live, frame)  # it completes a ninth window: would wait
+    assert live.buffer.total == 35000 and live.queue.full()
+
+    def take() -> None:
+        live.queue.get_nowait()
+        live.queue.task_done()
+
+    take()
+    assert service.try_push(live, frame) and live.queue.full()
+    take()
+    two = b"\x00\x00" * 8000  # completes two windows, with room for one
+    assert not service.try_push(live, two) and live.buffer.total == 36000
+    take()
+    assert service.try_push(live, two) and live.buffer.total == 44000
+    assert [w.end_sample for w in list(live.queue._queue)[-2:]] == [40000, 44000]
+    assert live.dropped_windows == 0

@@ -207,7 +207,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_the_others_carry_on(
 async def test_ws_frame_is_websockets_own_unmasked_text_frame(n: int) -> None:
     from websockets.frames import Frame, Opcode
 
-    from tonewire.transports.sio_fanout import ws_frame
+    from tonewire.transports.wsframe import ws_frame
 
     text = ("a\u00e9" * n)[:n]
     assert ws_frame(text) == Frame(Opcode.TEXT, text.encode()).serialize(mask=False,

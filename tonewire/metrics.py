@@ -38,6 +38,11 @@ class Metrics:
             "tonewire_socketio_deliveries",
             "Socket.IO room deliveries by path: direct (pre-framed write), queued (engine.io "
             "queue), emit (python-socketio)", ["path"], registry=r)
+        self.ingest_frames = Counter(
+            "tonewire_ingest_frames",
+            "Live ingest frames answered, by path: direct (the connection's frame sink, "
+            "transports/ws_protocol.py) or asgi (the route's receive loop); added in batches",
+            ["path"], registry=r)
         self.windows_dropped = Counter(
             "tonewire_live_windows_dropped",
             "Live analysis windows dropped because analysis fell behind", registry=r)

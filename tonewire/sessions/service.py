@@ -322,6 +322,19 @@ class SessionService:
                     continue
             self._enqueue(live, win)
 
+    def try_push(self, live: LiveSession, pcm: bytes | bytearray | memoryview) -> bool:
+        """:meth:`push` without waiting: if the window queue has room for every window this
+        frame completes, push it (exactly as :meth:`push` would) and return True; otherwise
+        change nothing and return False, and the caller awaits :meth:`push` instead."""
+        buf = live.buffer
+        ahead = buf.total + len(pcm) // 2 - buf.next_end  # >= 0: completes a window
+        queue = live.queue
+        if ahead >= 0 and ahead // buf.hop + 1 > queue.maxsize - queue.qsize():
+            return False
+        for win in buf.push(pcm):
+            self._enqueue(live, win)
+        return True
+
     def finalize(self, live: LiveSession) -> bool:
         win = live.buffer.flush()
         if win is None:

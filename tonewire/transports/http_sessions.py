@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, WebSocket
 from fastapi.responses import StreamingResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from tonewire.metrics import Metrics
 from tonewire.sessions.model import (
     CLOSE_ALREADY_STREAMING,
     CLOSE_FRAME_TOO_LARGE,
@@ -33,6 +34,7 @@ from tonewire.sessions.service import (
 )
 from tonewire.transports.limits import limit_session_start
 from tonewire.transports.sse import encode_event, event_stream, parse_last_event_id
+from tonewire.transports.ws_protocol import set_frame_sink
 
 router = APIRouter()
 CLOSE_TRY_AGAIN = 1013  # RFC 6455 "try again later": this node is full, another may not be
@@ -139,12 +141,44 @@ def _nack(code: str, message: str) -> str:
     return json.dumps({"ok": False, "code": code, "message": message})
 
 
+def _ack(n: int, samples: int) -> str:
+    return f'{{"ok": true, "bytes": {n}, "samples": {samples}}}'
+
+
+_EMPTY_FRAME: Final = _nack("EMPTY_FRAME", "an empty frame carries no audio")
+_ODD_LENGTH: Final = _nack("ODD_LENGTH", "PCM16 frames have an even number of bytes")
+_COUNT_EVERY: Final = 100
+
+
+class _FrameCounts:
+    """Frames acknowledged by each path, added to the metric every :data:`_COUNT_EVERY`
+    and at the end (a counter update, with its lock, per frame costs more than it tells)."""
+
+    __slots__ = ("asgi", "direct", "metrics")
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.direct = self.asgi = 0
+
+    def flush(self) -> None:
+        if self.direct:
+            self.metrics.ingest_frames.labels("direct").inc(self.direct)
+        if self.asgi:
+            self.metrics.ingest_frames.labels("asgi").inc(self.asgi)
+        self.direct = self.asgi = 0
+
+
 @router.websocket("/session/{session_id}/audio")
 async def ingest(ws: WebSocket, session_id: str) -> None:
     """Binary frames: PCM16 little-endian mono at the session's rate, each acknowledged
     ``{"ok": true, "bytes": N, "samples": total}``. Text frames: JSON control messages
     ``{"type": "keepalive" | "finalize" | "close"}``. Anything else gets
-    ``{"ok": false, "code": ...}`` and the socket stays open."""
+    ``{"ok": false, "code": ...}`` and the socket stays open.
+
+    Served by ``tonewire serve`` (``transports/ws_protocol.py``), a binary frame is answered
+    by :func:`sink` when nothing would be overtaken, without the ASGI round trip; what it
+    declines (a frame over the limit, or one that must wait for the analysis) and every
+    text frame come through the loop below, with the same answers."""
     await ws.accept()
     service = _sessions(ws)
     max_frame = ws.app.state.settings.max_frame_bytes
@@ -160,6 +194,25 @@ async def ingest(ws: WebSocket, session_id: str) -> None:
     except IngestBusy:
         await ws.close(CLOSE_ALREADY_STREAMING, "another ingest socket is connected")
         return
+    counts = _FrameCounts(ws.app.state.services.metrics)
+
+    def sink(data: bytes | bytearray | memoryview) -> str | None:
+        """The loop's answer to a binary frame, if it needs no waiting (None: the loop's)."""
+        n = len(data)
+        if n > max_frame:
+            return None  # the loop closes the socket
+        if not n:
+            return _EMPTY_FRAME
+        if n % 2:
+            return _ODD_LENGTH
+        if not service.try_push(live, data):
+            return None  # analysis is behind: the loop waits in push
+        counts.direct += 1
+        if counts.direct >= _COUNT_EVERY:
+            counts.flush()
+        return _ack(n, live.buffer.total)
+
+    set_frame_sink(ws.scope, sink)
     try:
         while True:
             msg = await ws.receive()
@@ -172,14 +225,13 @@ async def ingest(ws: WebSocket, session_id: str) -> None:
                     await ws.close(CLOSE_FRAME_TOO_LARGE, f"frames are limited to {max_frame}")
                     return
                 if n == 0:
-                    await ws.send_text(_nack("EMPTY_FRAME", "an empty frame carries no audio"))
+                    await ws.send_text(_EMPTY_FRAME)
                 elif n % 2:
-                    await ws.send_text(_nack("ODD_LENGTH",
-                                             "PCM16 frames have an even number of bytes"))
+                    await ws.send_text(_ODD_LENGTH)
                 else:
                     await service.push(live, data)
-                    await ws.send_text(
-                        f'{{"ok": true, "bytes": {n}, "samples": {live.buffer.total}}}')
+                    await ws.send_text(_ack(n, live.buffer.total))
+                    counts.asgi += 1
                 continue
             reply = await _control(service, live, msg.get("text"))
             if reply is None:
@@ -189,6 +241,8 @@ async def ingest(ws: WebSocket, session_id: str) -> None:
     except WebSocketDisconnect:
         return
     finally:
+        set_frame_sink(ws.scope, None)
+        counts.flush()
         await service.detach_ingest(live, handle)
 
 

@@ -43,7 +43,6 @@ is paused), ``close_sent``, ``disconnected`` and ``conn``. Pinned by the tests i
 from __future__ import annotations
 
 import logging
-import struct
 from typing import Any, Final
 
 import engineio
@@ -52,25 +51,14 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import asgi as eio_asgi
 from socketio import packet as sio_packet
 
+from tonewire.transports.wsframe import ws_frame
+
 log = logging.getLogger(__name__)
 
 CLOSED: Final = 0
 QUEUED: Final = 1
 DIRECT: Final = 2
 _PROTO_ATTR: Final = "_tonewire_ws_protocol"
-
-
-def ws_frame(text: str) -> bytes:
-    """One unmasked, final WebSocket text frame carrying ``text`` (RFC 6455, section 5.2)."""
-    data = text.encode()
-    n = len(data)
-    if n < 126:
-        head = struct.pack("!BB", 0x81, n)
-    elif n < 1 << 16:
-        head = struct.pack("!BBH", 0x81, 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x81, 127, n)
-    return head + data
 
 
 class Encoded:
