@@ -248,7 +248,7 @@ def yin(y: np.ndarray, *, starts: np.ndarray, sr: int, window: int, fmin: float 
     # Energies of the lagged windows from one cumulative sum per row (float64, so the
     # differences of large sums stay exact enough), gathered per frame as float32 like ``r``.
     cs = np.zeros((rows, n + 1))
-    np.cumsum(y * y, axis=1, out=cs[:, 1:])
+    np.cumsum(np.square(y, dtype=np.float64), axis=1, out=cs[:, 1:])
     moving = (cs[:, window:] - cs[:, :-window]).astype(np.float32)
     e_tau = sliding_window_view(moving, tau_hi + 1, axis=1)[:, starts].reshape(m, tau_hi + 1)
     e0 = e_tau[:, :1]
@@ -314,7 +314,7 @@ def _resampler(sr: int) -> tuple[int, int, np.ndarray]:
     # the 8 kHz signal, and so ``syllable_db``, 20 log10(up) dB too loud at 11.025, 22.05 and
     # 44.1 kHz).
     taps = firwin(2 * 4 * max(up, down) + 1, 1.0 / max(up, down), window=("kaiser", 5.0))
-    return up, down, taps
+    return up, down, taps.astype(np.float32)  # float32 taps keep float32 rows float32
 
 
 def slot_bounds(n_frames: int, *, sr: int) -> np.ndarray:
@@ -369,10 +369,10 @@ def _frame_plan(sr: int, n: int) -> _FramePlan:
     _, tau_max = pitch_lags(sr=rate)
     pitch_len = window + tau_max + 1
     n_fft = sp_fft.next_fast_len(spec_len, real=True)
-    hann = np.hanning(spec_len + 2)[1:-1]
+    hann = np.hanning(spec_len + 2)[1:-1].astype(np.float32)
     freqs = np.fft.rfftfreq(n_fft, d=1.0 / rate)
     bands = np.stack([_band_matrix(freqs, *VOICE_BAND_HZ),
-                      _band_matrix(freqs, *SYLLABLE_BAND_HZ)], axis=1)
+                      _band_matrix(freqs, *SYLLABLE_BAND_HZ)], axis=1).astype(np.float32)
     resampler = None if sr == rate else _resampler(sr)
     # Length of the signal at 8 kHz (resample_poly's output length).
     ny = n if resampler is None else -(-n * resampler[0] // resampler[1])
@@ -381,7 +381,8 @@ def _frame_plan(sr: int, n: int) -> _FramePlan:
         span=span, spec_len=spec_len, pitch_window=window, n_fft=n_fft, hann=hann,
         bands=bands,
         # Hann-windowed power to mean-square units (Parseval, window-corrected).
-        scale=float(2.0 / (n_fft * np.sum(hann**2))), resampler=resampler,
+        scale=float(2.0 / (n_fft * np.sum(hann.astype(np.float64) ** 2))),
+        resampler=resampler,
         spec_starts=frame_starts(n_frames, rate=rate, n=ny, length=spec_len),
         pitch_starts=frame_starts(n_frames, rate=rate, n=ny, length=pitch_len))
     for arr in (bounds, first_slot, span, hann, bands, plan.spec_starts, plan.pitch_starts,
@@ -418,8 +419,10 @@ def _frame_features(x: np.ndarray, *, sr: int) -> FrameFeatures:
         power[sl] = _three_slots(slot_power, first_slot) / span
         zcr[sl] = _three_slots(slot_flips, first_slot) * (sr / (span - 1))
 
-        # Voice band, syllable band and pitch at 8 kHz.
-        y = x64 if plan.resampler is None else _resample_rows(x64, plan.resampler)
+        # Voice band, syllable band and pitch at 8 kHz, in single precision (shares of power
+        # and a normalised difference: float32 is ample, and its FFTs cost half).
+        x32 = x[sl].astype(np.float32, copy=False)
+        y = x32 if plan.resampler is None else _resample_rows(x32, plan.resampler)
         fr = _frames(y, plan.spec_starts, plan.spec_len)
         spec = sp_fft.rfft(fr * plan.hann, n=plan.n_fft, axis=2)
         p = spec.real**2 + spec.imag**2
