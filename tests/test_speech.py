@@ -191,6 +191,18 @@ def test_other_sample_rates(sr: int) -> None:
     assert fs[0].loudness_dbfs == pytest.approx(ref.loudness_dbfs, abs=0.3)
 
 
+@pytest.mark.parametrize("sr", [8000, 11025, 16000, 22050, 44100, 48000])
+def test_band_levels_are_calibrated_at_every_rate(sr: int) -> None:
+    """A 2 kHz sine at half scale lies in the syllable band: -6 dBFS there, as in full band,
+    whatever the input rate (the resampler's gain once mis-scaled it by 20 log10(up) dB at
+    11.025, 22.05 and 44.1 kHz)."""
+    t = np.arange(sr) / sr
+    feats = sp.frame_features((0.5 * np.sin(2 * np.pi * 2000.0 * t))[None, :], sr=sr)
+    assert np.median(feats.syllable_db) == pytest.approx(-6.02, abs=0.1)
+    assert np.median(feats.level_db) == pytest.approx(-6.02, abs=0.1)
+    assert np.median(feats.voice_band) < 0.01  # and far outside the voice band
+
+
 @pytest.mark.parametrize("seconds", [0.25, 0.5, 2.5, 10.0])
 def test_window_lengths(seconds: float) -> None:
     f = analyze_window(voice(180.0, seconds), sr=SR, vad=EnergyVad())
