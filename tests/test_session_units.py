@@ -181,3 +181,30 @@ async def test_try_push_pushes_only_what_needs_no_wait(
     assert service.try_push(live, two) and live.buffer.total == 44000
     assert [w.end_sample for w in list(live.queue._queue)[-2:]] == [40000, 44000]
     assert live.dropped_windows == 0
+
+
+async def test_lease_renewal_records_every_attached_session(tmp_path: Path) -> None:
+    """Renewal goes to the store in small writes (the windows' events are not held up behind
+    one large one); every attached session's lease and sample count are recorded."""
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    await store.start()
+    service = SessionService(store=store, log=StreamLog(store, MemoryBus()),
+                             classifiers=lambda _id, _opts: Quiet(), idle_ttl_s=90.0,
+                             max_sessions=200, lease_s=30.0)
+    await service.start(reaper=False)
+    try:
+        attached = {}
+        for k in range(120):
+            sid = (await service.create(SessionOptions()))["session_id"]
+            live = await service.attach_ingest(sid, Socket())
+            await service.push(live, pcm(np.zeros(160 * (k + 1))))
+            attached[sid] = 160 * (k + 1)
+        idle = (await service.create(SessionOptions()))["session_id"]  # no ingest: no lease
+        await service.keep_leases_once()
+        for sid, samples in attached.items():
+            row = await service.get_row(sid)
+            assert row["samples"] == samples and row["lease_expires"] > 0
+        assert (await service.get_row(idle))["samples"] == 0
+    finally:
+        await service.close()
+        await store.close()

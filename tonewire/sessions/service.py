@@ -57,6 +57,7 @@ _DRAIN_S: Final = 5.0
 _BACKPRESSURE_S: Final = 2.0
 _PROBE_WAIT_S: Final = 0.5
 _RELEASE_POLL_S: Final = 0.05
+_RENEW_CHUNK: Final = 50
 MIN_WINDOW_S: Final = 0.25
 """The speech analysis needs at least this much audio; a shorter finalised tail is padded."""
 
@@ -419,10 +420,12 @@ class SessionService:
     async def keep_leases_once(self) -> None:
         """Renew this node's leases (with sample counts) and let go of sessions that ended
         on another node or were claimed by one."""
-        attached = {sid: live.buffer.total for sid, live in self.live.items()
-                    if live.ingest is not None}
-        if attached:
-            await self.store.renew_sessions(self.node, attached,
+        attached = [(sid, live.buffer.total) for sid, live in self.live.items()
+                    if live.ingest is not None]
+        # In small writes, one after another: the store has one writer, and the windows'
+        # events queued behind one renewal of 500 leases (60 ms on SQLite) all came late.
+        for i in range(0, len(attached), _RENEW_CHUNK):
+            await self.store.renew_sessions(self.node, dict(attached[i : i + _RENEW_CHUNK]),
                                             until=time.time() + self.lease_s)
         # Followed here without an ingest socket: in use, though nobody holds the lease
         # (another node's reaper must not take it for an orphan).
