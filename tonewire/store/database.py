@@ -13,6 +13,7 @@ and one commit for many events keeps throughput high.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -105,45 +106,67 @@ class Store:
         await fut
 
     async def _write_forever(self) -> None:
-        while True:
-            batch = [await self._writes.get()]
-            while not self._writes.empty() and len(batch) < _MAX_GROUP:
-                batch.append(self._writes.get_nowait())
-            outcomes: list[BaseException | None] = []
-            try:
-                async with self.engine.begin() as conn:
-                    i = one_by_one = 0
-                    while i < len(batch):
-                        # A run of event-only writes goes in as one INSERT, in queue order
-                        # with the other writes (a delete must not pass an insert); if that
-                        # fails, the run goes one write at a time.
-                        j = i
-                        while j < len(batch) and isinstance(batch[j][0], _InsertEvents):
-                            j += 1
-                        if i >= one_by_one and j - i > 1:
-                            if await self._insert_events_together(
-                                    conn, [op for op, _fut in batch[i:j]]):
-                                outcomes.extend([None] * (j - i))
-                                i = j
-                                continue
-                            one_by_one = j
-                        op = batch[i][0]
-                        try:
-                            async with conn.begin_nested():
-                                await op(conn)
+        # One connection for the writer's life: checking one out of the pool and resetting it
+        # on return (a ROLLBACK) were two of the driver round trips, each a turn of a busy
+        # event loop, that every event waited for before it was published.
+        conn: AsyncConnection | None = None
+        try:
+            while True:
+                batch = [await self._writes.get()]
+                while not self._writes.empty() and len(batch) < _MAX_GROUP:
+                    batch.append(self._writes.get_nowait())
+                outcomes: list[BaseException | None] = []
+                try:
+                    if conn is None:
+                        conn = await self.engine.connect()
+                    async with conn.begin():
+                        if len(batch) == 1:
+                            # Alone: no savepoint; if it fails the transaction rolls back.
+                            await batch[0][0](conn)
                             outcomes.append(None)
-                        except Exception as exc:
-                            outcomes.append(exc)
-                        i += 1
-            except Exception as exc:  # the commit itself failed: every write failed
-                outcomes = [exc] * len(batch)
-            for (_op, fut), err in zip(batch, outcomes, strict=True):
-                if fut.done():
+                        else:
+                            await self._write_group(conn, batch, outcomes)
+                except Exception as exc:  # the commit itself failed: every write failed
+                    outcomes = [exc] * len(batch)
+                    if conn is not None and conn.invalidated:
+                        conn = None  # lost (a database restart): connect afresh next time
+                for (_op, fut), err in zip(batch, outcomes, strict=True):
+                    if fut.done():
+                        continue
+                    if err is None:
+                        fut.set_result(None)
+                    else:
+                        fut.set_exception(err)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+    async def _write_group(self, conn: AsyncConnection,
+                           batch: list[tuple[WriteOp, asyncio.Future[None]]],
+                           outcomes: list[BaseException | None]) -> None:
+        i = one_by_one = 0
+        while i < len(batch):
+            # A run of event-only writes goes in as one INSERT, in queue order with the
+            # other writes (a delete must not pass an insert); if that fails, the run goes
+            # one write at a time, each in its own savepoint.
+            j = i
+            while j < len(batch) and isinstance(batch[j][0], _InsertEvents):
+                j += 1
+            if i >= one_by_one and j - i > 1:
+                if await self._insert_events_together(conn, [op for op, _fut in batch[i:j]]):
+                    outcomes.extend([None] * (j - i))
+                    i = j
                     continue
-                if err is None:
-                    fut.set_result(None)
-                else:
-                    fut.set_exception(err)
+                one_by_one = j
+            op = batch[i][0]
+            try:
+                async with conn.begin_nested():
+                    await op(conn)
+                outcomes.append(None)
+            except Exception as exc:
+                outcomes.append(exc)
+            i += 1
 
     @staticmethod
     async def _insert_events_together(conn: AsyncConnection, ops: list[WriteOp]) -> bool:
