@@ -101,7 +101,7 @@ class WindowBatcher:
         self._executors: list[ProcessPoolExecutor] = []
         self._queues: list[list[_Pending]] = [[] for _ in range(workers)]
         self._busy = [False] * workers
-        self._scheduled = [False] * workers
+        self._timers: list[asyncio.Handle | None] = [None] * workers  # the next dispatch
         self._running: set[asyncio.Task[None]] = set()
         self._closing = False
 
@@ -148,15 +148,12 @@ class WindowBatcher:
     def _schedule(self, worker: int) -> None:
         """Dispatch the worker's next batch once its oldest window has waited ``gather_s``
         (at once if it already has; windows closed in one turn of the loop go together)."""
-        if self._busy[worker] or self._scheduled[worker] or not self._queues[worker]:
+        if self._busy[worker] or self._timers[worker] is not None or not self._queues[worker]:
             return
-        self._scheduled[worker] = True
         loop = asyncio.get_running_loop()
         delay = self._queues[worker][0].queued_at + self.gather_s - loop.time()
-        if delay > 0:
-            loop.call_later(delay, self._dispatch, worker)
-        else:
-            loop.call_soon(self._dispatch, worker)
+        self._timers[worker] = (loop.call_later(delay, self._dispatch, worker) if delay > 0
+                                else loop.call_soon(self._dispatch, worker))
 
     def forget(self, key: str) -> None:
         """Drop a finished session's state in its worker (fire and forget)."""
@@ -165,7 +162,9 @@ class WindowBatcher:
 
     def _dispatch(self, worker: int) -> None:
         """Send the worker its next batch: the waiting windows shaped like the oldest one."""
-        self._scheduled[worker] = False
+        timer, self._timers[worker] = self._timers[worker], None
+        if timer is not None:  # dispatched early (a full batch): that timer would be stale
+            timer.cancel()
         queue = [it for it in self._queues[worker] if not it.future.done()]  # not cancelled
         if self._busy[worker] or not queue:
             self._queues[worker] = queue

@@ -147,6 +147,11 @@ def _ack(n: int, samples: int) -> str:
 
 _EMPTY_FRAME: Final = _nack("EMPTY_FRAME", "an empty frame carries no audio")
 _ODD_LENGTH: Final = _nack("ODD_LENGTH", "PCM16 frames have an even number of bytes")
+
+
+def _refusal(n: int) -> str | None:
+    """The answer to a binary frame of ``n`` bytes that carries no PCM16 audio, else None."""
+    return _EMPTY_FRAME if not n else _ODD_LENGTH if n % 2 else None
 _COUNT_EVERY: Final = 100
 
 
@@ -201,10 +206,9 @@ async def ingest(ws: WebSocket, session_id: str) -> None:
         n = len(data)
         if n > max_frame:
             return None  # the loop closes the socket
-        if not n:
-            return _EMPTY_FRAME
-        if n % 2:
-            return _ODD_LENGTH
+        refusal = _refusal(n)
+        if refusal is not None:
+            return refusal
         if not service.try_push(live, data):
             return None  # analysis is behind: the loop waits in push
         counts.direct += 1
@@ -224,10 +228,9 @@ async def ingest(ws: WebSocket, session_id: str) -> None:
                 if n > max_frame:
                     await ws.close(CLOSE_FRAME_TOO_LARGE, f"frames are limited to {max_frame}")
                     return
-                if n == 0:
-                    await ws.send_text(_EMPTY_FRAME)
-                elif n % 2:
-                    await ws.send_text(_ODD_LENGTH)
+                refusal = _refusal(n)
+                if refusal is not None:
+                    await ws.send_text(refusal)
                 else:
                     await service.push(live, data)
                     await ws.send_text(_ack(n, live.buffer.total))
