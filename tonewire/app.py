@@ -22,6 +22,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from tonewire import __version__
 from tonewire.config import Settings
 from tonewire.gc_policy import LongLivedFreezer
+from tonewire.heap_policy import retain_freed_memory
 from tonewire.jobs.pool import WorkerPool
 from tonewire.jobs.queue import JobQueue, queue_from_url
 from tonewire.jobs.service import JobLimits, JobService
@@ -76,7 +77,8 @@ class LiveAnalysis:
         self.batcher = WindowBatcher(speech_batch, workers=settings.live_workers,
                                      forget=forget_sessions,
                                      warm_module="tonewire.analysis.speech",
-                                     gather_s=settings.live_gather_ms / 1000.0)
+                                     gather_s=settings.live_gather_ms / 1000.0,
+                                     heap_retain_bytes=settings.heap_retain_bytes)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.sidecar_timeout_s),
                                       limits=httpx.Limits(max_connections=100))
 
@@ -108,7 +110,7 @@ def create_app(settings: Settings | None = None) -> Any:
     store = Store(settings.resolved_database_url())
     bus = MeteredBus(bus_from_url(settings.bus_url, namespace=settings.namespace), metrics)
     stream_log = StreamLog(store, bus)
-    pool = WorkerPool(settings.workers)
+    pool = WorkerPool(settings.workers, heap_retain_bytes=settings.heap_retain_bytes)
     jobs = JobService(store=store, log=stream_log, pool=pool,
                       options=settings.analysis_options(),
                       limits=JobLimits(max_duration_s=settings.max_duration_s,
@@ -171,6 +173,7 @@ def create_app(settings: Settings | None = None) -> Any:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        retain_freed_memory(settings.heap_retain_bytes)  # batches of windows, pickles
         await store.start()
         await bus.start()
         if settings.run_jobs:  # a server that only serves needs no analysis processes

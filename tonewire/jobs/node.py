@@ -35,7 +35,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.resolved_database_url())
     bus = bus_from_url(settings.bus_url, namespace=settings.namespace)
-    pool = WorkerPool(settings.workers)
+    pool = WorkerPool(settings.workers, heap_retain_bytes=settings.heap_retain_bytes)
     jobs = JobService(store=store, log=StreamLog(store, bus), pool=pool,
                       options=settings.analysis_options(),
                       limits=JobLimits(max_duration_s=settings.max_duration_s),

@@ -41,10 +41,11 @@ class _Worker:
 
 
 class WorkerPool:
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, heap_retain_bytes: int = 0) -> None:
         if size < 1:
             raise ValueError("the pool needs at least one worker")
         self.size = size
+        self.heap_retain_bytes = heap_retain_bytes
         self._ctx = mp.get_context("spawn")  # no forked copies of the server's threads
         self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
         self._busy: dict[str, _Worker] = {}
@@ -54,8 +55,9 @@ class WorkerPool:
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=worker_main, args=(child, os.getpid()), daemon=True,
-                                 name="tonewire-worker")
+        proc = self._ctx.Process(target=worker_main,
+                                 args=(child, os.getpid(), self.heap_retain_bytes),
+                                 daemon=True, name="tonewire-worker")
         proc.start()
         child.close()
         worker = _Worker(process=proc, conn=parent)

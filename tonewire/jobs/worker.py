@@ -91,11 +91,15 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def worker_main(conn: Connection, parent: int) -> None:
+def worker_main(conn: Connection, parent: int, heap_retain_bytes: int = 0) -> None:
     """Loop: receive a task (``None`` stops), run it, stream its messages. ``parent`` is the
-    server's pid, taken in the server: a slow start may begin after it has already died."""
+    server's pid, taken in the server: a slow start may begin after it has already died.
+    ``heap_retain_bytes``: see :mod:`tonewire.heap_policy`."""
+    from tonewire.heap_policy import retain_freed_memory
+
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                      name="parent-watch").start()
+    retain_freed_memory(heap_retain_bytes)  # every block's temporaries, reused
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     # Analysis is throughput; the server's event loop and live windows are latency. When
     # they compete for cores, the loop should win (a job only finishes a little later).

@@ -28,6 +28,8 @@ from typing import Any, Final
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from tonewire.heap_policy import retain_freed_memory
+
 
 @dataclass
 class _Pending:
@@ -55,11 +57,13 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _init_worker(parent: int, warm_modules: tuple[str, ...]) -> None:
+def _init_worker(parent: int, warm_modules: tuple[str, ...], heap_retain_bytes: int) -> None:
     # `parent` comes from the server: by the time a slow start reaches here, a dead server's
     # children already report another parent.
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                      name="parent-watch").start()
+    # Each batch allocates and frees megabytes of temporaries: reuse them (heap_policy).
+    retain_freed_memory(heap_retain_bytes)
     threadpool_limits(limits=1)  # numpy is already imported here: limit its pools directly
     for module in warm_modules:  # pay the imports at start, not in the first live windows
         importlib.import_module(module)
@@ -91,8 +95,9 @@ class WindowBatcher:
 
     def __init__(self, fn: BatchFn, *, workers: int, forget: ForgetFn | None = None,
                  max_batch: int = 128, warm_module: str | None = None,
-                 gather_s: float = GATHER_S) -> None:
+                 gather_s: float = GATHER_S, heap_retain_bytes: int = 0) -> None:
         self.fn = fn
+        self.heap_retain_bytes = heap_retain_bytes
         self.gather_s = gather_s
         self.forget_fn = forget
         self.max_batch = max_batch
@@ -109,7 +114,8 @@ class WindowBatcher:
         ctx = mp.get_context("spawn")
         for _ in range(self.workers):
             ex = ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(os.getpid(), self._warm_modules()))
+                                     initargs=(os.getpid(), self._warm_modules(),
+                                               self.heap_retain_bytes))
             ex.submit(_noop)  # start the worker now, not on the first window
             self._executors.append(ex)
 
