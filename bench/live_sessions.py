@@ -76,6 +76,7 @@ FRAME_S = FRAME / SR
 HOST = "127.0.0.1"
 TICK_S = 0.01
 SETUP_CONCURRENCY = 32
+STEADY_AFTER_S = 2.0
 VOICE_S = 20.0
 
 
@@ -178,6 +179,8 @@ async def http_request(port: int, method: str, path: str, body: bytes = b""
 class Stats:
     def __init__(self) -> None:
         self.window_ms: list[float] = []
+        self.window_at: list[float] = []  # when each window closed, s into the streaming phase
+        self.base = 0.0
         self.ack_ms: list[float] = []
         self.acks = 0
         self.tone_events = 0
@@ -389,6 +392,7 @@ class SseClient(asyncio.Protocol):
             sent = s.window_sent.pop(frames_done, None)
             if sent is not None and s.measuring:
                 s.stats.window_ms.append((now - sent) * 1000)
+                s.stats.window_at.append(sent - s.stats.base)
         elif kind == b"session-end" and not self.ended.done():
             self.ended.set_result(None)
 
@@ -437,6 +441,7 @@ async def client_main(port: int, n: int, seconds: float, seed: int, q: Any, go: 
     # Stream: start k at k/n s; one ticker serves the streams whose phase is due.
     cpu0 = time.process_time()
     base = time.perf_counter() + 0.05
+    stats.base = base
     slots: list[list[Stream]] = [[] for _ in range(10)]
     for k, s in enumerate(streams):
         offset = k / max(n, 1)
@@ -485,7 +490,8 @@ async def client_main(port: int, n: int, seconds: float, seed: int, q: Any, go: 
     missing = sum(len(s.window_sent) for s in streams)
     if stats.acks != n * n_frames:
         stats.error(f"{stats.acks} acks for {n * n_frames} frames")
-    return {"window_ms": stats.window_ms, "ack_ms": stats.ack_ms, "acks": stats.acks,
+    return {"window_ms": stats.window_ms, "window_at": stats.window_at,
+            "ack_ms": stats.ack_ms, "acks": stats.acks,
             "tone_events": stats.tone_events, "missing_windows": missing,
             "errors": stats.errors, "cpu": cpu}
 
@@ -561,6 +567,13 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
     if spy is not None:
         spy.wait(timeout=60)
     window = [x for r in results for x in r["window_ms"]]
+    at = [x for r in results for x in r["window_at"]]
+    # Without the first seconds: all streams start within one second, a burst no steady
+    # load has (sessions set up, the worker's first batches).
+    steady = [w for w, t in zip(window, at, strict=True) if t >= STEADY_AFTER_S]
+    by_second: dict[int, list[float]] = {}
+    for w, t in zip(window, at, strict=True):
+        by_second.setdefault(int(t), []).append(w)
     ack = [x for r in results for x in r["ack_ms"]]
     errors = [e for r in results for e in r["errors"]]
     expected = streams * int(seconds)
@@ -569,6 +582,8 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
             "acks": sum(r["acks"] for r in results), "frames": streams * int(seconds * 10),
             "errors": errors,
             "window_p50": pct(window, 50), "window_p99": pct(window, 99),
+            "steady_p99": pct(steady, 99),
+            "p99_by_second": {k: round(pct(v, 99), 1) for k, v in sorted(by_second.items())},
             "ack_p50": pct(ack, 50), "ack_p99": pct(ack, 99),
             "server_cpu": (cpu1 - cpu0) / wall, "rss_mib": rss / 2**20,
             "loop_cpu": (loop1 - loop0) / wall,
@@ -613,9 +628,9 @@ def main() -> None:
                 time.sleep(0.1)
         print(f"server pid {server.pid}", flush=True)
         asyncio.run(warm_up(port))
-        print(f"{'streams':>7} {'events':>11} {'win p50':>8} {'win p99':>8} {'ack p50':>8} "
-              f"{'ack p99':>8} {'cpu':>5} {'loop':>5} {'ms/win':>6} {'rss MiB':>7} {'client':>6} "
-              f"{'load':>5}  check")
+        print(f"{'streams':>7} {'events':>11} {'win p50':>8} {'win p99':>8} {'p99 2s+':>8} "
+              f"{'ack p50':>8} {'ack p99':>8} {'cpu':>5} {'loop':>5} {'ms/win':>6} "
+              f"{'rss MiB':>7} {'client':>6} {'load':>5}  check")
         best = 0
         for n in args.streams:
             r = run_level(port, server.pid, n, args.seconds, args.clients, args.py_spy)
@@ -623,9 +638,9 @@ def main() -> None:
             ok = (not r["errors"] and r["acks"] == r["frames"]
                   and r["tone_events"] >= r["expected"])
             print(f"{r['streams']:>7} {r['events']:>5}/{r['expected']:<5} "
-                  f"{r['window_p50']:>8.1f} {r['window_p99']:>8.1f} {r['ack_p50']:>8.2f} "
-                  f"{r['ack_p99']:>8.2f} {r['server_cpu']:>5.2f} {r['loop_cpu']:>5.2f} "
-                  f"{r['server_ms_per_window']:>6.2f} {r['rss_mib']:>7.0f} "
+                  f"{r['window_p50']:>8.1f} {r['window_p99']:>8.1f} {r['steady_p99']:>8.1f} "
+                  f"{r['ack_p50']:>8.2f} {r['ack_p99']:>8.2f} {r['server_cpu']:>5.2f} "
+                  f"{r['loop_cpu']:>5.2f} {r['server_ms_per_window']:>6.2f} {r['rss_mib']:>7.0f} "
                   f"{r['client_cpu']:>6.2f} {r['load']:>5.1f}  "
                   f"{'ok' if ok else '! ' + '; '.join(r['errors'][:3])}", flush=True)
             if r["window_p99"] < 100 and r["events"] >= 0.9 * r["expected"]:
