@@ -66,7 +66,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -525,6 +525,29 @@ async def warm_up(port: int, seconds: int = 3) -> None:
             t.close()
 
 
+_STAGES: Final = {"analysis": b"tonewire_window_analysis_seconds",
+                  "event": b"tonewire_window_to_event_seconds",
+                  "batch": b"tonewire_live_batch_windows",
+                  "batch_wait": b"tonewire_live_batch_wait_seconds",
+                  "batch_work": b"tonewire_live_batch_seconds"}
+
+
+def stage_sums(port: int) -> dict[str, tuple[float, float]]:
+    """``(sum, count)`` of the server's window and batch histograms, from ``/metrics``."""
+    status, body = asyncio.run(http_request(port, "GET", "/metrics"))
+    if status != 200:
+        raise RuntimeError(f"/metrics: {status}")
+    out = {}
+    for name, metric in _STAGES.items():
+        values = {}
+        for line in body.splitlines():
+            for part in (b"_sum ", b"_count "):
+                if line.startswith(metric + part):
+                    values[part] = float(line.split()[1])
+        out[name] = (values.get(b"_sum ", 0.0), values.get(b"_count ", 0.0))
+    return out
+
+
 def pct(xs: list[float], p: float) -> float:
     return float(np.percentile(xs, p)) if xs else float("nan")
 
@@ -549,6 +572,7 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
                                 "-r", "100", "-f", "raw", "-o", f"{py_spy}-{streams}.raw",
                                 "-d", str(int(seconds))],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics0 = stage_sums(port)
     cpu0, _ = tree_cpu_rss(pid)
     loop0 = loop_cpu(pid)
     t0 = time.perf_counter()
@@ -560,6 +584,9 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
     wall = time.perf_counter() - t0
     cpu1, rss = tree_cpu_rss(pid)
     loop1 = loop_cpu(pid)
+    metrics1 = stage_sums(port)
+    stage = {k: (metrics1[k][0] - metrics0[k][0]) / max(metrics1[k][1] - metrics0[k][1], 1)
+             for k in metrics0}  # means over the level
     load = os.getloadavg()[0]
     results = [q.get(timeout=180) for _ in procs]
     for p in procs:
@@ -583,6 +610,13 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
             "errors": errors,
             "window_p50": pct(window, 50), "window_p99": pct(window, 99),
             "steady_p99": pct(steady, 99),
+            # Server side, from its histograms: mean ms from a window's last sample to its
+            # analysis being back, and from there to its events being published.
+            "analysis_ms": stage["analysis"] * 1000,
+            "store_ms": (stage["event"] - stage["analysis"]) * 1000,
+            # Batches to the live workers: mean windows, ms the oldest waited, ms in the worker.
+            "batch_windows": stage["batch"], "batch_wait_ms": stage["batch_wait"] * 1000,
+            "batch_work_ms": stage["batch_work"] * 1000,
             "p99_by_second": {k: round(pct(v, 99), 1) for k, v in sorted(by_second.items())},
             "ack_p50": pct(ack, 50), "ack_p99": pct(ack, 99),
             "server_cpu": (cpu1 - cpu0) / wall, "rss_mib": rss / 2**20,
@@ -629,8 +663,9 @@ def main() -> None:
         print(f"server pid {server.pid}", flush=True)
         asyncio.run(warm_up(port))
         print(f"{'streams':>7} {'events':>11} {'win p50':>8} {'win p99':>8} {'p99 2s+':>8} "
-              f"{'ack p50':>8} {'ack p99':>8} {'cpu':>5} {'loop':>5} {'ms/win':>6} "
-              f"{'rss MiB':>7} {'client':>6} {'load':>5}  check")
+              f"{'ack p50':>8} {'ack p99':>8} {'an ms':>6} {'st ms':>6} {'batch':>15} "
+              f"{'cpu':>5} {'loop':>5} {'ms/win':>6} {'rss MiB':>7} {'client':>6} "
+              f"{'load':>5}  check")
         best = 0
         for n in args.streams:
             r = run_level(port, server.pid, n, args.seconds, args.clients, args.py_spy)
@@ -639,15 +674,20 @@ def main() -> None:
                   and r["tone_events"] >= r["expected"])
             print(f"{r['streams']:>7} {r['events']:>5}/{r['expected']:<5} "
                   f"{r['window_p50']:>8.1f} {r['window_p99']:>8.1f} {r['steady_p99']:>8.1f} "
-                  f"{r['ack_p50']:>8.2f} {r['ack_p99']:>8.2f} {r['server_cpu']:>5.2f} "
+                  f"{r['ack_p50']:>8.2f} {r['ack_p99']:>8.2f} {r['analysis_ms']:>6.1f} "
+                  f"{r['store_ms']:>6.1f} {r['batch_windows']:>5.1f}"
+                  f"/{r['batch_wait_ms']:>4.1f}/{r['batch_work_ms']:>4.1f} {r['server_cpu']:>5.2f} "
                   f"{r['loop_cpu']:>5.2f} {r['server_ms_per_window']:>6.2f} {r['rss_mib']:>7.0f} "
                   f"{r['client_cpu']:>6.2f} {r['load']:>5.1f}  "
                   f"{'ok' if ok else '! ' + '; '.join(r['errors'][:3])}", flush=True)
             if r["window_p99"] < 100 and r["events"] >= 0.9 * r["expected"]:
                 best = n
         print(f"largest N with window-to-event p99 < 100 ms: {best} (target 500)")
-        print("latencies in ms; cpu = server process tree CPU seconds per second "
-              "(2.0 = both cores) while streaming; loop = its event-loop thread alone; "
+        print("latencies in ms; an ms / st ms = the server's mean ms from a window's last "
+              "sample to its analysis back / from there to its events published; batch = mean "
+              "windows per worker call / ms its oldest window waited / ms in the worker; "
+              "cpu = server process tree CPU seconds per second (2.0 = both cores) while "
+              "streaming; loop = its event-loop thread alone; "
               "ms/win = server CPU ms per window; "
               "client = load-generator processes' CPU, same units; load = 1-min load average")
         if args.json:

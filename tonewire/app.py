@@ -72,13 +72,14 @@ class LiveAnalysis:
     """What live sessions classify with: the batched builtin analysis (worker processes)
     and one pooled HTTP client for the sidecar, both created once for the whole process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.batcher = WindowBatcher(speech_batch, workers=settings.live_workers,
                                      forget=forget_sessions,
                                      warm_module="tonewire.analysis.speech",
                                      gather_s=settings.live_gather_ms / 1000.0,
-                                     heap_retain_bytes=settings.heap_retain_bytes)
+                                     heap_retain_bytes=settings.heap_retain_bytes,
+                                     observe=metrics.observe_live_batch if metrics else None)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.sidecar_timeout_s),
                                       limits=httpx.Limits(max_connections=100))
 
@@ -127,7 +128,7 @@ def create_app(settings: Settings | None = None) -> Any:
         ping_interval=settings.socketio_ping_interval_s,
         ping_timeout=settings.socketio_ping_timeout_s,
     )
-    live = LiveAnalysis(settings)
+    live = LiveAnalysis(settings, metrics)
     sessions = SessionService(store=store, log=stream_log, classifiers=live.classifier,
                               idle_ttl_s=settings.session_idle_ttl_s,
                               max_sessions=settings.max_sessions, metrics=metrics,

@@ -43,6 +43,18 @@ class Metrics:
             "Live ingest frames answered, by path: direct (the connection's frame sink, "
             "transports/ws_protocol.py) or asgi (the route's receive loop); added in batches",
             ["path"], registry=r)
+        self.live_batch_windows = Histogram(
+            "tonewire_live_batch_windows", "Windows per batch sent to a live analysis worker",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r)
+        self.live_batch_wait = Histogram(
+            "tonewire_live_batch_wait_seconds",
+            "How long a batch's oldest window waited before the batch left for its worker "
+            "(gathering, or the worker busy with the previous batch)",
+            buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0), registry=r)
+        self.live_batch_seconds = Histogram(
+            "tonewire_live_batch_seconds",
+            "A batch's round trip through its live analysis worker",
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0), registry=r)
         self.windows_dropped = Counter(
             "tonewire_live_windows_dropped",
             "Live analysis windows dropped because analysis fell behind", registry=r)
@@ -54,9 +66,21 @@ class Metrics:
             "tonewire_window_to_event_seconds",
             "From a live window's last sample arriving to its events being published",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0), registry=r)
+        # The first part of the above: what is left is storing and publishing the events.
+        self.window_analysis = Histogram(
+            "tonewire_window_analysis_seconds",
+            "From a live window's last sample arriving to its analysis being back (waiting "
+            "for a batch, the worker, the tone tracker)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0), registry=r)
         self.rate_limited = Counter("tonewire_rate_limited",
                                     "Requests refused by the per-client rate limit",
                                     registry=r)
+
+    def observe_live_batch(self, windows: int, waited_s: float, worker_s: float) -> None:
+        """A batch of live windows came back from its worker (``WindowBatcher``'s observer)."""
+        self.live_batch_windows.observe(windows)
+        self.live_batch_wait.observe(waited_s)
+        self.live_batch_seconds.observe(worker_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -47,6 +47,8 @@ BatchFn = Callable[[np.ndarray, int, list[str], list[str], list[Any]], list[Any]
 ``keys`` name the sessions (state kept in the worker), ``specs`` say how to make a new one's
 state, ``spans`` are what each caller passed along with its row (its window's position)."""
 ForgetFn = Callable[[list[str]], None]
+BatchObserver = Callable[[int, float, float], None]
+"""Told of each batch: ``(windows, seconds its oldest waited, seconds in the worker)``."""
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -95,8 +97,10 @@ class WindowBatcher:
 
     def __init__(self, fn: BatchFn, *, workers: int, forget: ForgetFn | None = None,
                  max_batch: int = 128, warm_module: str | None = None,
-                 gather_s: float = GATHER_S, heap_retain_bytes: int = 0) -> None:
+                 gather_s: float = GATHER_S, heap_retain_bytes: int = 0,
+                 observe: BatchObserver | None = None) -> None:
         self.fn = fn
+        self.observe = observe
         self.heap_retain_bytes = heap_retain_bytes
         self.gather_s = gather_s
         self.forget_fn = forget
@@ -204,6 +208,7 @@ class WindowBatcher:
             raise RuntimeError("batcher not started")
         batch = np.stack([it.samples for it in items])
         loop = asyncio.get_running_loop()
+        sent = loop.time()
         try:
             results = await loop.run_in_executor(
                 self._executors[worker], self.fn, batch, sr, [it.key for it in items],
@@ -213,6 +218,8 @@ class WindowBatcher:
                 if not it.future.done():
                     it.future.set_exception(exc)
             return
+        if self.observe is not None:
+            self.observe(len(items), sent - items[0].queued_at, loop.time() - sent)
         for it, res in zip(items, results, strict=True):
             if not it.future.done():
                 it.future.set_result(res)

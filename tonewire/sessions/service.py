@@ -526,6 +526,8 @@ class SessionService:
         except Exception as exc:
             log.exception("classifying a window of %s failed", live.id)
             result = WindowEvents(warnings=[f"analysis failed: {type(exc).__name__}"])
+        if self.metrics is not None and win.closed_at:
+            self.metrics.window_analysis.observe(time.monotonic() - win.closed_at)
         for warning in result.warnings:
             now = self.clock()
             if now - live.last_warning >= _WARN_EVERY_S:
