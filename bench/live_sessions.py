@@ -545,7 +545,17 @@ def stage_sums(port: int) -> dict[str, tuple[float, float]]:
                 if line.startswith(metric + part):
                     values[part] = float(line.split()[1])
         out[name] = (values.get(b"_sum ", 0.0), values.get(b"_count ", 0.0))
+    # Windows published within 100 ms, as the server counts them (its share of the tail).
+    under = metric_value(body, b'tonewire_window_to_event_seconds_bucket{le="0.1"} ')
+    out["under_100ms"] = (under, 1.0)
     return out
+
+
+def metric_value(body: bytes, prefix: bytes) -> float:
+    for line in body.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix):])
+    return 0.0
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -586,7 +596,9 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
     loop1 = loop_cpu(pid)
     metrics1 = stage_sums(port)
     stage = {k: (metrics1[k][0] - metrics0[k][0]) / max(metrics1[k][1] - metrics0[k][1], 1)
-             for k in metrics0}  # means over the level
+             for k in _STAGES}  # means over the level
+    published = metrics1["event"][1] - metrics0["event"][1]
+    server_late = published - (metrics1["under_100ms"][0] - metrics0["under_100ms"][0])
     load = os.getloadavg()[0]
     results = [q.get(timeout=180) for _ in procs]
     for p in procs:
@@ -617,6 +629,9 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
             # Batches to the live workers: mean windows, ms the oldest waited, ms in the worker.
             "batch_windows": stage["batch"], "batch_wait_ms": stage["batch_wait"] * 1000,
             "batch_work_ms": stage["batch_work"] * 1000,
+            # Windows over 100 ms: as the server timed them (last sample in to events
+            # published) and as the clients did (last frame sent to tone event read).
+            "late_server": server_late, "late_client": sum(w >= 100 for w in window),
             "p99_by_second": {k: round(pct(v, 99), 1) for k, v in sorted(by_second.items())},
             "ack_p50": pct(ack, 50), "ack_p99": pct(ack, 99),
             "server_cpu": (cpu1 - cpu0) / wall, "rss_mib": rss / 2**20,
@@ -664,7 +679,7 @@ def main() -> None:
         asyncio.run(warm_up(port))
         print(f"{'streams':>7} {'events':>11} {'win p50':>8} {'win p99':>8} {'p99 2s+':>8} "
               f"{'ack p50':>8} {'ack p99':>8} {'an ms':>6} {'st ms':>6} {'batch':>15} "
-              f"{'cpu':>5} {'loop':>5} {'ms/win':>6} {'rss MiB':>7} {'client':>6} "
+              f"{'late s/c':>9} {'cpu':>5} {'loop':>5} {'ms/win':>6} {'rss MiB':>7} {'client':>6} "
               f"{'load':>5}  check")
         best = 0
         for n in args.streams:
@@ -676,7 +691,8 @@ def main() -> None:
                   f"{r['window_p50']:>8.1f} {r['window_p99']:>8.1f} {r['steady_p99']:>8.1f} "
                   f"{r['ack_p50']:>8.2f} {r['ack_p99']:>8.2f} {r['analysis_ms']:>6.1f} "
                   f"{r['store_ms']:>6.1f} {r['batch_windows']:>5.1f}"
-                  f"/{r['batch_wait_ms']:>4.1f}/{r['batch_work_ms']:>4.1f} {r['server_cpu']:>5.2f} "
+                  f"/{r['batch_wait_ms']:>4.1f}/{r['batch_work_ms']:>4.1f} "
+                  f"{r['late_server']:>4.0f}/{r['late_client']:<4} {r['server_cpu']:>5.2f} "
                   f"{r['loop_cpu']:>5.2f} {r['server_ms_per_window']:>6.2f} {r['rss_mib']:>7.0f} "
                   f"{r['client_cpu']:>6.2f} {r['load']:>5.1f}  "
                   f"{'ok' if ok else '! ' + '; '.join(r['errors'][:3])}", flush=True)
@@ -685,7 +701,8 @@ def main() -> None:
         print(f"largest N with window-to-event p99 < 100 ms: {best} (target 500)")
         print("latencies in ms; an ms / st ms = the server's mean ms from a window's last "
               "sample to its analysis back / from there to its events published; batch = mean "
-              "windows per worker call / ms its oldest window waited / ms in the worker; "
+              "windows per worker call / ms its oldest window waited / ms in the worker; late s/c "
+              "= windows over 100 ms as the server timed them / as the clients did; "
               "cpu = server process tree CPU seconds per second (2.0 = both cores) while "
               "streaming; loop = its event-loop thread alone; "
               "ms/win = server CPU ms per window; "
