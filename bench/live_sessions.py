@@ -586,6 +586,7 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
     cpu0, _ = tree_cpu_rss(pid)
     loop0 = loop_cpu(pid)
     t0 = time.perf_counter()
+    started_at = time.time()  # wall clock, to line the level up with the server's logs
     go.set()
     for _ in procs:
         msg = q.get(timeout=seconds + 120)
@@ -616,7 +617,8 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
     ack = [x for r in results for x in r["ack_ms"]]
     errors = [e for r in results for e in r["errors"]]
     expected = streams * int(seconds)
-    return {"streams": streams, "events": len(window), "expected": expected,
+    return {"streams": streams, "started_at": started_at, "events": len(window),
+            "expected": expected,
             "tone_events": sum(r["tone_events"] for r in results),
             "acks": sum(r["acks"] for r in results), "frames": streams * int(seconds * 10),
             "errors": errors,
@@ -648,6 +650,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=2)
     ap.add_argument("--live-workers", type=int, default=None,
                     help="TONEWIRE_LIVE_WORKERS for the server (default: the server's)")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting for the server, e.g. --set LIVE_GATHER_MS=10 "
+                    "(TONEWIRE_ is added; repeatable)")
     ap.add_argument("--server-path", default=None,
                     help="run the server with PYTHONPATH=DIR (another checkout)")
     ap.add_argument("--py-spy", default=None, metavar="OUT",
@@ -661,6 +666,11 @@ def main() -> None:
            "TONEWIRE_RATE_LIMIT_PER_MINUTE": "0", "TONEWIRE_WORKERS": "1"}
     if args.live_workers is not None:
         env["TONEWIRE_LIVE_WORKERS"] = str(args.live_workers)
+    for setting in args.set:
+        name, sep, value = setting.partition("=")
+        if not sep:
+            ap.error(f"--set wants NAME=VALUE, got {setting!r}")
+        env["TONEWIRE_" + name.upper().removeprefix("TONEWIRE_")] = value
     if args.server_path:
         env["PYTHONPATH"] = args.server_path
     server = subprocess.Popen([sys.executable, "-m", "tonewire.cli", "serve", "--host", HOST,

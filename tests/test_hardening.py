@@ -358,7 +358,7 @@ async def test_metrics_count_jobs_events_and_live_windows(capped: RunningServer,
         assert 'tonewire_subscribers{transport="sse"}' in text
 
 
-async def test_live_windows_are_timed_into_the_latency_histogram(
+async def test_live_windows_and_their_batches_are_timed_into_histograms(
         tmp_path: Path) -> None:
     with start_server(tmp_path, workers=1) as srv:
         async with httpx.AsyncClient(base_url=srv.url, timeout=30) as c:
@@ -373,6 +373,16 @@ async def test_live_windows_are_timed_into_the_latency_histogram(
                 text = (await c.get("/metrics")).text
                 return _metric(text, "tonewire_window_to_event_seconds_count") >= 4
             await wait_until(windows_timed, what="four windows in the histogram")
+            text = (await c.get("/metrics")).text
+            # Each window's analysis stage, and the batches that carried them: every window
+            # in some batch, no batch empty, none waiting or taking negative time.
+            assert _metric(text, "tonewire_window_analysis_seconds_count") >= 4
+            batches = _metric(text, "tonewire_live_batch_windows_count")
+            assert 1 <= batches <= _metric(text, "tonewire_live_batch_windows_sum")
+            assert _metric(text, "tonewire_live_batch_windows_sum") >= 4
+            for name in ("tonewire_live_batch_wait_seconds", "tonewire_live_batch_seconds"):
+                assert _metric(text, f"{name}_count") == batches
+                assert _metric(text, f"{name}_sum") >= 0
 
 
 async def test_logs_are_json_lines_naming_the_job(capped: RunningServer,
