@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tonewire.analysis.options import AnalysisOptions
 from tonewire.audio.fetch import FetchSettings
 from tonewire.audio.ssrf import Allowlist
+from tonewire.heap_policy import DEFAULT_RETAIN_MB
 
 
 def _default_workers() -> int:
@@ -87,9 +88,9 @@ class Settings(BaseSettings):
                                   description="how long a due window waits for others to be "
                                   "analysed with it as one batch")
     heap_retain_mb: int = Field(
-        default=64, ge=0, le=2047, description="freed memory each process keeps for reuse "
-        "instead of returning it to the kernel at once (glibc; halves live analysis cost where "
-        "page faults are dear); 0: the C library's default")
+        default=DEFAULT_RETAIN_MB, ge=0, le=2047, description="freed memory each process keeps "
+        "for reuse instead of returning it to the kernel at once (glibc; halves live analysis "
+        "cost where page faults are dear); 0: the C library's default")
 
     # Delivery
     cors_origins: Annotated[list[str], NoDecode] = Field(

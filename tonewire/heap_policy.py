@@ -21,6 +21,9 @@ import ctypes
 import platform
 from typing import Final
 
+DEFAULT_RETAIN_MB: Final = 64
+"""``TONEWIRE_HEAP_RETAIN_MB``'s default."""
+
 _M_TRIM_THRESHOLD: Final = -1
 _M_MMAP_THRESHOLD: Final = -3
 _MMAP_THRESHOLD_MAX: Final = 32 * 1024 * 1024
