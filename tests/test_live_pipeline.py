@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 import websockets
-from server import RunningServer, start_server
+from server import RunningServer, children_of, start_server, wait_until
 
 from tonewire.sessions.batcher import WindowBatcher
 
@@ -214,3 +218,76 @@ async def test_grouped_event_inserts_keep_failures_apart_and_queue_order(tmp_pat
         assert [e.seq for e in await store.read_events("c")] == [2]
     finally:
         await store.close()
+
+
+# -- a live worker that dies ---------------------------------------------------------------------
+
+def worker_pid(x: np.ndarray, sr: int, keys: list[str], specs: list[str],
+               spans: list[Any]) -> list[Any]:
+    return [os.getpid()] * len(keys)
+
+
+async def test_a_worker_that_dies_is_replaced() -> None:
+    """The batch running when its worker is killed fails to its callers; the next one runs on
+    a new worker; forgetting a session of the dead worker is harmless."""
+    batcher = WindowBatcher(worker_pid, workers=1, gather_s=0.0, forget=lambda keys: None)
+    batcher.start()
+
+    async def window() -> Any:
+        return await batcher.analyze(np.zeros(4, dtype=np.int16), sr=SR, key="k", spec="s")
+    try:
+        first = await window()
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            await window()
+        batcher.forget("k")
+        second = await window()
+        assert second != first
+        assert await window() == second
+    finally:
+        await batcher.close()
+
+
+def _live_worker(server: RunningServer) -> int:
+    """The server's one live analysis worker: a multiprocessing child (not its resource
+    tracker) at the server's niceness (job workers lower their priority)."""
+    found = []
+    for pid in children_of(server.process.pid):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        nice = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+        if b"spawn_main" in cmdline and nice == os.getpriority(os.PRIO_PROCESS, 0):
+            found.append(pid)
+    assert len(found) == 1, found
+    return found[0]
+
+
+async def test_a_session_goes_on_when_its_analysis_worker_is_killed(tmp_path: Path) -> None:
+    with start_server(tmp_path, workers=1, live_workers=1) as srv:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
+            sid = (await http.post("/session/start",
+                                   json={"min_confidence": 0.0})).json()["session_id"]
+            pcm = voice(140.0, 3.0, amp=0.3, syllable_hz=4.0, seed=3)
+
+            async def send(pcm: bytes) -> None:  # a new ingest socket each time: the
+                async with websockets.connect(ws_url(srv, sid), compression=None) as ws:
+                    for i in range(0, len(pcm), FRAME):  # session goes on from its count
+                        await ws.send(pcm[i : i + FRAME])
+                        assert json.loads(await asyncio.wait_for(ws.recv(), 30))["ok"]
+            await send(pcm)
+
+            async def tones(n: int) -> bool:
+                r = await http.get(f"/session/{sid}/history")
+                return len(r.json()["events"]) >= n
+            await wait_until(lambda: tones(3), what="three tone events")
+            os.kill(_live_worker(srv), signal.SIGKILL)
+            await send(pcm)  # three more windows: the first may meet the dead worker
+            await send(pcm)
+            await wait_until(lambda: tones(7), what="tone events after the worker died")
+            assert srv.alive()
+            assert "live analysis worker 0 died" in srv.output()
+            r = await http.get(f"/session/{sid}")
+            assert r.json()["state"] == "active"
+            assert (await http.delete(f"/session/{sid}/end")).status_code == 200
+            # Subscribers were told, in the session's own stream (replayed after its end).
+            sse = (await http.get(f"/session/{sid}/stream")).text
+            assert "event: service-event" in sse and "analysis failed: BrokenProcessPool" in sse

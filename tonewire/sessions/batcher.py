@@ -13,8 +13,10 @@ in that worker: the batch function receives session keys, not state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import importlib
+import logging
 import multiprocessing as mp
 import os
 import threading
@@ -22,6 +24,7 @@ import time
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -29,6 +32,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from tonewire.heap_policy import retain_freed_memory
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -115,13 +120,25 @@ class WindowBatcher:
         self._closing = False
 
     def start(self) -> None:
-        ctx = mp.get_context("spawn")
-        for _ in range(self.workers):
-            ex = ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(os.getpid(), self._warm_modules(),
-                                               self.heap_retain_bytes))
-            ex.submit(_noop)  # start the worker now, not on the first window
-            self._executors.append(ex)
+        self._executors = [self._new_executor() for _ in range(self.workers)]
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        ex = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"),
+                                 initializer=_init_worker,
+                                 initargs=(os.getpid(), self._warm_modules(),
+                                           self.heap_retain_bytes))
+        ex.submit(_noop)  # start the worker now, not on the first window
+        return ex
+
+    def _replace(self, worker: int, broken: ProcessPoolExecutor) -> None:
+        """The worker process died (killed, out of memory, a crash in native code): start a
+        new one. Its sessions' state (voice-activity detectors, tone baselines) was in the dead
+        process, so they start afresh; the batch that was running failed to its callers."""
+        if self._closing or self._executors[worker] is not broken:
+            return  # closing, or already replaced by the batch that found it first
+        log.error("live analysis worker %d died; starting a new one", worker)
+        broken.shutdown(wait=False, cancel_futures=True)
+        self._executors[worker] = self._new_executor()
 
     def _warm_modules(self) -> tuple[str, ...]:
         # The batch function's own module too: unpickling it on the first window would
@@ -168,7 +185,9 @@ class WindowBatcher:
     def forget(self, key: str) -> None:
         """Drop a finished session's state in its worker (fire and forget)."""
         if self.forget_fn is not None and self._executors:
-            self._executors[self.worker_of(key)].submit(self.forget_fn, [key])
+            # A dead worker took the state with it; one shut down is closing.
+            with contextlib.suppress(BrokenProcessPool, RuntimeError):
+                self._executors[self.worker_of(key)].submit(self.forget_fn, [key])
 
     def _dispatch(self, worker: int) -> None:
         """Send the worker its next batch: the waiting windows shaped like the oldest one."""
@@ -209,11 +228,14 @@ class WindowBatcher:
         batch = np.stack([it.samples for it in items])
         loop = asyncio.get_running_loop()
         sent = loop.time()
+        executor = self._executors[worker]
         try:
             results = await loop.run_in_executor(
-                self._executors[worker], self.fn, batch, sr, [it.key for it in items],
+                executor, self.fn, batch, sr, [it.key for it in items],
                 [it.spec for it in items], [it.span for it in items])
         except Exception as exc:  # surface to every waiting session, never crash the loop
+            if isinstance(exc, BrokenProcessPool):
+                self._replace(worker, executor)
             for it in items:
                 if not it.future.done():
                     it.future.set_exception(exc)
