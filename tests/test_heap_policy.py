@@ -12,6 +12,7 @@ import platform
 import resource
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,7 +59,7 @@ def test_kept_memory_stops_repeated_page_faults() -> None:
             "retain_freed_memory; assert retain_freed_memory(64 << 20); "
             "print(analysis_faults(8))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, timeout=120)
+                          check=True, timeout=120, cwd=Path(__file__).parents[1])
     faults = [int(v) for v in done.stdout.strip()[1:-1].split(",")]
     # The first calls grow the heap; from the third on, everything is reused.
     assert max(faults[2:]) <= 16, faults

@@ -22,7 +22,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from tonewire import __version__
 from tonewire.config import Settings
 from tonewire.gc_policy import LongLivedFreezer
-from tonewire.heap_policy import retain_freed_memory
 from tonewire.jobs.pool import WorkerPool
 from tonewire.jobs.queue import JobQueue, queue_from_url
 from tonewire.jobs.service import JobLimits, JobService
@@ -79,7 +78,8 @@ class LiveAnalysis:
                                      warm_module="tonewire.analysis.speech",
                                      gather_s=settings.live_gather_ms / 1000.0,
                                      heap_retain_bytes=settings.heap_retain_bytes,
-                                     observe=metrics.observe_live_batch if metrics else None)
+                                     observe=(None if metrics is None
+                                              else metrics.observe_live_batch))
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.sidecar_timeout_s),
                                       limits=httpx.Limits(max_connections=100))
 
@@ -174,7 +174,6 @@ def create_app(settings: Settings | None = None) -> Any:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        retain_freed_memory(settings.heap_retain_bytes)  # batches of windows, pickles
         await store.start()
         await bus.start()
         if settings.run_jobs:  # a server that only serves needs no analysis processes

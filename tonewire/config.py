@@ -88,9 +88,9 @@ class Settings(BaseSettings):
                                   description="how long a due window waits for others to be "
                                   "analysed with it as one batch")
     heap_retain_mb: int = Field(
-        default=DEFAULT_RETAIN_MB, ge=0, le=2047, description="freed memory each process keeps "
-        "for reuse instead of returning it to the kernel at once (glibc; halves live analysis "
-        "cost where page faults are dear); 0: the C library's default")
+        default=DEFAULT_RETAIN_MB, ge=0, le=2047, description="freed memory each analysis "
+        "process keeps for reuse instead of returning it to the kernel at once (glibc; halves "
+        "live analysis cost where page faults are dear); 0: the C library's default")
 
     # Delivery
     cors_origins: Annotated[list[str], NoDecode] = Field(

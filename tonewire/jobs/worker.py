@@ -22,8 +22,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import contextlib  # noqa: E402
 import logging  # noqa: E402
 import signal  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
 from multiprocessing.connection import Connection  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -83,23 +81,13 @@ def _fetch(conn: Connection, task: dict[str, Any]) -> None:
             conn.send(("download", ev.done, ev.total))
 
 
-def _exit_with_parent(parent: int) -> None:
-    # The pipe tells a waiting worker that the server died, but not one busy importing or
-    # analysing: watch the parent too, and leave with it.
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(0)
-
-
 def worker_main(conn: Connection, parent: int, heap_retain_bytes: int = 0) -> None:
     """Loop: receive a task (``None`` stops), run it, stream its messages. ``parent`` is the
     server's pid, taken in the server: a slow start may begin after it has already died.
     ``heap_retain_bytes``: see :mod:`tonewire.heap_policy`."""
-    from tonewire.heap_policy import retain_freed_memory
+    from tonewire.worker_process import start_worker_process
 
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
-                     name="parent-watch").start()
-    retain_freed_memory(heap_retain_bytes)  # every block's temporaries, reused
+    start_worker_process(parent, heap_retain_bytes=heap_retain_bytes)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     # Analysis is throughput; the server's event loop and live windows are latency. When
     # they compete for cores, the loop should win (a job only finishes a little later).

@@ -19,7 +19,6 @@ import importlib
 import logging
 import multiprocessing as mp
 import os
-import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from typing import Any, Final
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from tonewire.heap_policy import retain_freed_memory
+from tonewire.worker_process import start_worker_process
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,9 @@ class _Pending:
     sr: int
     future: asyncio.Future[Any]
     queued_at: float
+    """``loop.time()`` when queued: schedules the batch (uvloop's clock moves in whole ms)."""
+    enqueued: float
+    """``time.perf_counter()`` when queued: measures the wait."""
 
 
 BatchFn = Callable[[np.ndarray, int, list[str], list[str], list[Any]], list[Any]]
@@ -56,21 +58,8 @@ BatchObserver = Callable[[int, float, float], None]
 """Told of each batch: ``(windows, seconds its oldest waited, seconds in the worker)``."""
 
 
-def _exit_with_parent(parent: int) -> None:
-    # A pool worker waits on a pipe whose both ends it holds, so it never sees EOF when the
-    # server is killed (-9): watch the parent instead, and leave with it.
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(0)
-
-
 def _init_worker(parent: int, warm_modules: tuple[str, ...], heap_retain_bytes: int) -> None:
-    # `parent` comes from the server: by the time a slow start reaches here, a dead server's
-    # children already report another parent.
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
-                     name="parent-watch").start()
-    # Each batch allocates and frees megabytes of temporaries: reuse them (heap_policy).
-    retain_freed_memory(heap_retain_bytes)
+    start_worker_process(parent, heap_retain_bytes=heap_retain_bytes)
     threadpool_limits(limits=1)  # numpy is already imported here: limit its pools directly
     for module in warm_modules:  # pay the imports at start, not in the first live windows
         importlib.import_module(module)
@@ -83,6 +72,9 @@ def _init_worker(parent: int, warm_modules: tuple[str, ...], heap_retain_bytes: 
 def _noop() -> None:
     return None
 
+
+_RESTART_DELAY_S: Final = 1.0
+_RESTART_DELAY_MAX_S: Final = 60.0
 
 GATHER_S: Final = 0.02
 """How long the oldest waiting window waits for others before its worker takes them all as one
@@ -118,9 +110,14 @@ class WindowBatcher:
         self._timers: list[asyncio.Handle | None] = [None] * workers  # the next dispatch
         self._running: set[asyncio.Task[None]] = set()
         self._closing = False
+        # Restarts of a worker that keeps dying are spaced out (see _replace).
+        self._restarts = [0] * workers
+        self._started_at = [0.0] * workers
+        self._next_restart = [0.0] * workers
 
     def start(self) -> None:
         self._executors = [self._new_executor() for _ in range(self.workers)]
+        self._started_at = [time.monotonic()] * self.workers
 
     def _new_executor(self) -> ProcessPoolExecutor:
         ex = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"),
@@ -130,15 +127,34 @@ class WindowBatcher:
         ex.submit(_noop)  # start the worker now, not on the first window
         return ex
 
-    def _replace(self, worker: int, broken: ProcessPoolExecutor) -> None:
+    def _replace(self, worker: int, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
         """The worker process died (killed, out of memory, a crash in native code): start a
-        new one. Its sessions' state (voice-activity detectors, tone baselines) was in the dead
-        process, so they start afresh; the batch that was running failed to its callers."""
-        if self._closing or self._executors[worker] is not broken:
-            return  # closing, or already replaced by the batch that found it first
-        log.error("live analysis worker %d died; starting a new one", worker)
+        new one and return the executor now in place. The sessions' state (voice-activity
+        detectors, tone baselines) died with it, so they start afresh. A worker that keeps
+        dying is restarted at most once in 1, 2, 4 ... 60 s; until then its windows fail at
+        once (the broken pool refuses them) instead of each spawning a process."""
+        current = self._executors[worker]
+        if self._closing or current is not broken:
+            return current  # closing, or replaced already by the batch that found it first
+        now = time.monotonic()
+        if now < self._next_restart[worker]:
+            return broken
+        if now - self._started_at[worker] > _RESTART_DELAY_MAX_S:
+            self._restarts[worker] = 0  # it had run fine for a while: not a crash loop
+        delay = min(_RESTART_DELAY_S * 2 ** self._restarts[worker], _RESTART_DELAY_MAX_S)
+        self._restarts[worker] += 1
+        self._next_restart[worker] = now + delay
+        log.error("live analysis worker %d died; starting a new one (the next restart waits "
+                  "at least %.0f s)", worker, delay)
+        try:
+            fresh = self._new_executor()
+        except Exception:  # out of memory or processes: windows fail until the next attempt
+            log.exception("could not start live analysis worker %d", worker)
+            return broken
+        self._executors[worker] = fresh
+        self._started_at[worker] = now
         broken.shutdown(wait=False, cancel_futures=True)
-        self._executors[worker] = self._new_executor()
+        return fresh
 
     def _warm_modules(self) -> tuple[str, ...]:
         # The batch function's own module too: unpickling it on the first window would
@@ -148,6 +164,10 @@ class WindowBatcher:
 
     async def close(self) -> None:
         self._closing = True
+        for i, timer in enumerate(self._timers):
+            if timer is not None:
+                timer.cancel()
+                self._timers[i] = None
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
@@ -165,7 +185,8 @@ class WindowBatcher:
         fut: asyncio.Future[Any] = loop.create_future()
         worker = self.worker_of(key)
         queue = self._queues[worker]
-        queue.append(_Pending(key, spec, samples, span, sr, fut, loop.time()))
+        queue.append(_Pending(key, spec, samples, span, sr, fut, loop.time(),
+                              time.perf_counter()))
         if len(queue) >= self.max_batch and not self._busy[worker]:
             self._dispatch(worker)
         else:
@@ -185,8 +206,8 @@ class WindowBatcher:
     def forget(self, key: str) -> None:
         """Drop a finished session's state in its worker (fire and forget)."""
         if self.forget_fn is not None and self._executors:
-            # A dead worker took the state with it; one shut down is closing.
-            with contextlib.suppress(BrokenProcessPool, RuntimeError):
+            # RuntimeError: the pool is broken (the state died with the worker) or shut down.
+            with contextlib.suppress(RuntimeError):
                 self._executors[self.worker_of(key)].submit(self.forget_fn, [key])
 
     def _dispatch(self, worker: int) -> None:
@@ -223,25 +244,50 @@ class WindowBatcher:
                 self._schedule(worker)
 
     async def _analyse(self, worker: int, sr: int, items: list[_Pending]) -> None:
-        if not self._executors:
-            raise RuntimeError("batcher not started")
-        batch = np.stack([it.samples for it in items])
-        loop = asyncio.get_running_loop()
-        sent = loop.time()
-        executor = self._executors[worker]
+        """Run a batch and answer every window in it, whatever happens."""
+        sent = time.perf_counter()
         try:
-            results = await loop.run_in_executor(
-                executor, self.fn, batch, sr, [it.key for it in items],
-                [it.spec for it in items], [it.span for it in items])
+            results = await self._call(worker, sr, items)
+            if len(results) != len(items):
+                raise RuntimeError(f"{len(results)} results for {len(items)} windows")
+        except asyncio.CancelledError:  # closing: no window waits forever
+            for it in items:
+                it.future.cancel()
+            raise
         except Exception as exc:  # surface to every waiting session, never crash the loop
-            if isinstance(exc, BrokenProcessPool):
-                self._replace(worker, executor)
             for it in items:
                 if not it.future.done():
                     it.future.set_exception(exc)
             return
-        if self.observe is not None:
-            self.observe(len(items), sent - items[0].queued_at, loop.time() - sent)
         for it, res in zip(items, results, strict=True):
             if not it.future.done():
                 it.future.set_result(res)
+        if self.observe is not None:
+            try:
+                self.observe(len(items), sent - items[0].enqueued, time.perf_counter() - sent)
+            except Exception:
+                log.exception("live batch observer failed")
+
+    async def _call(self, worker: int, sr: int, items: list[_Pending]) -> list[Any]:
+        if not self._executors:
+            raise RuntimeError("batcher not started")
+        batch = np.stack([it.samples for it in items])
+        keys, specs, spans = ([it.key for it in items], [it.spec for it in items],
+                              [it.span for it in items])
+        loop = asyncio.get_running_loop()
+
+        def submit(ex: ProcessPoolExecutor) -> asyncio.Future[list[Any]]:
+            return loop.run_in_executor(ex, self.fn, batch, sr, keys, specs, spans)
+        executor = self._executors[worker]
+        try:
+            future = submit(executor)
+        except BrokenProcessPool:
+            # It died between batches: this one never ran, so it may run on a new worker.
+            executor = self._replace(worker, executor)
+            future = submit(executor)  # refused again while restarts back off
+        try:
+            results: list[Any] = await future
+        except BrokenProcessPool:
+            self._replace(worker, executor)
+            raise
+        return results
