@@ -316,5 +316,7 @@ async def test_a_session_goes_on_when_its_analysis_worker_is_killed(tmp_path: Pa
             await wait_until(lambda: tones(8), what="tone events after the worker died")
             assert srv.alive()
             assert "live analysis worker 0 died" in srv.output()
+            metrics = (await http.get("/metrics")).text
+            assert "tonewire_live_worker_restarts_total 1.0" in metrics
             assert (await http.get(f"/session/{sid}")).json()["state"] == "active"
             assert (await http.delete(f"/session/{sid}/end")).status_code == 200

@@ -56,6 +56,10 @@ class Metrics:
             "tonewire_live_batch_seconds",
             "A batch's round trip through its live analysis worker",
             buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0), registry=r)
+        self.live_worker_restarts = Counter(
+            "tonewire_live_worker_restarts",
+            "Live analysis workers started again after dying (killed, out of memory, a crash)",
+            registry=r)
         self.windows_dropped = Counter(
             "tonewire_live_windows_dropped",
             "Live analysis windows dropped because analysis fell behind", registry=r)

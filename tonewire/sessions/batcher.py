@@ -95,9 +95,11 @@ class WindowBatcher:
     def __init__(self, fn: BatchFn, *, workers: int, forget: ForgetFn | None = None,
                  max_batch: int = 128, warm_module: str | None = None,
                  gather_s: float = GATHER_S, heap_retain_bytes: int = 0,
-                 observe: BatchObserver | None = None) -> None:
+                 observe: BatchObserver | None = None,
+                 on_restart: Callable[[int], None] | None = None) -> None:
         self.fn = fn
         self.observe = observe
+        self.on_restart = on_restart
         self.heap_retain_bytes = heap_retain_bytes
         self.gather_s = gather_s
         self.forget_fn = forget
@@ -154,6 +156,11 @@ class WindowBatcher:
         self._executors[worker] = fresh
         self._started_at[worker] = now
         broken.shutdown(wait=False, cancel_futures=True)
+        if self.on_restart is not None:
+            try:
+                self.on_restart(worker)
+            except Exception:
+                log.exception("live worker restart callback failed")
         return fresh
 
     def _warm_modules(self) -> tuple[str, ...]:
