@@ -532,17 +532,15 @@ _STAGES: Final = {"analysis": b"tonewire_window_analysis_seconds",
                   "batch_work": b"tonewire_live_batch_seconds"}
 
 
-def stage_sums(port: int) -> dict[str, tuple[float, float]]:
-    """``(sum, count)`` of the server's window and batch histograms, from ``/metrics``."""
+def stage_sums(port: int) -> tuple[dict[str, tuple[float, float]], float]:
+    """``(sum, count)`` of the server's window and batch histograms, and how many windows it
+    published within 100 ms (its share of the tail), from ``/metrics``."""
     status, body = asyncio.run(http_request(port, "GET", "/metrics"))
     if status != 200:
         raise RuntimeError(f"/metrics: {status}")
-    out = {name: (metric_value(body, metric + b"_sum "), metric_value(body, metric + b"_count "))
-           for name, metric in _STAGES.items()}
-    # Windows published within 100 ms, as the server counts them (its share of the tail).
-    under = metric_value(body, b'tonewire_window_to_event_seconds_bucket{le="0.1"} ')
-    out["under_100ms"] = (under, 1.0)
-    return out
+    sums = {name: (metric_value(body, metric + b"_sum "), metric_value(body, metric + b"_count "))
+            for name, metric in _STAGES.items()}
+    return sums, metric_value(body, b'tonewire_window_to_event_seconds_bucket{le="0.1"} ')
 
 
 def metric_value(body: bytes, prefix: bytes) -> float:
@@ -576,7 +574,7 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
                                 "-r", "100", "-f", "raw", "-o", f"{py_spy}-{streams}.raw",
                                 "-d", str(int(seconds))],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics0 = stage_sums(port)
+    metrics0, under0 = stage_sums(port)
     cpu0, _ = tree_cpu_rss(pid)
     loop0 = loop_cpu(pid)
     t0 = time.perf_counter()
@@ -589,11 +587,11 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
     wall = time.perf_counter() - t0
     cpu1, rss = tree_cpu_rss(pid)
     loop1 = loop_cpu(pid)
-    metrics1 = stage_sums(port)
+    metrics1, under1 = stage_sums(port)
     stage = {k: (metrics1[k][0] - metrics0[k][0]) / max(metrics1[k][1] - metrics0[k][1], 1)
              for k in _STAGES}  # means over the level
     published = metrics1["event"][1] - metrics0["event"][1]
-    server_late = published - (metrics1["under_100ms"][0] - metrics0["under_100ms"][0])
+    server_late = published - (under1 - under0)
     load = os.getloadavg()[0]
     results = [q.get(timeout=180) for _ in procs]
     for p in procs:

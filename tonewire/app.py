@@ -78,10 +78,7 @@ class LiveAnalysis:
                                      warm_module="tonewire.analysis.speech",
                                      gather_s=settings.live_gather_ms / 1000.0,
                                      heap_retain_bytes=settings.heap_retain_bytes,
-                                     observe=(None if metrics is None
-                                              else metrics.observe_live_batch),
-                                     on_restart=(None if metrics is None
-                                                 else lambda _: metrics.live_worker_restarts.inc()))
+                                     observer=metrics)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.sidecar_timeout_s),
                                       limits=httpx.Limits(max_connections=100))
 

@@ -81,11 +81,14 @@ class Metrics:
                                     "Requests refused by the per-client rate limit",
                                     registry=r)
 
+    # The live batcher's observer (``sessions.batcher.BatchObserver``).
     def observe_live_batch(self, windows: int, waited_s: float, worker_s: float) -> None:
-        """A batch of live windows came back from its worker (``WindowBatcher``'s observer)."""
         self.live_batch_windows.observe(windows)
         self.live_batch_wait.observe(waited_s)
         self.live_batch_seconds.observe(worker_s)
+
+    def live_worker_restarted(self) -> None:
+        self.live_worker_restarts.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

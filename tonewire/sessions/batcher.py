@@ -25,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -44,9 +44,7 @@ class _Pending:
     sr: int
     future: asyncio.Future[Any]
     queued_at: float
-    """``loop.time()`` when queued: schedules the batch (uvloop's clock moves in whole ms)."""
-    enqueued: float
-    """``time.perf_counter()`` when queued: measures the wait."""
+    """``time.perf_counter()`` when queued (uvloop's ``loop.time()`` moves in whole ms)."""
 
 
 BatchFn = Callable[[np.ndarray, int, list[str], list[str], list[Any]], list[Any]]
@@ -54,8 +52,16 @@ BatchFn = Callable[[np.ndarray, int, list[str], list[str], list[Any]], list[Any]
 ``keys`` name the sessions (state kept in the worker), ``specs`` say how to make a new one's
 state, ``spans`` are what each caller passed along with its row (its window's position)."""
 ForgetFn = Callable[[list[str]], None]
-BatchObserver = Callable[[int, float, float], None]
-"""Told of each batch: ``(windows, seconds its oldest waited, seconds in the worker)``."""
+
+
+class BatchObserver(Protocol):
+    """Told what the batcher does (the server's metrics)."""
+
+    def observe_live_batch(self, windows: int, waited_s: float, worker_s: float) -> None:
+        """A batch came back: its windows, how long its oldest waited, its worker round trip."""
+
+    def live_worker_restarted(self) -> None:
+        """A worker died and a new one was started."""
 
 
 def _init_worker(parent: int, warm_modules: tuple[str, ...], heap_retain_bytes: int) -> None:
@@ -95,11 +101,9 @@ class WindowBatcher:
     def __init__(self, fn: BatchFn, *, workers: int, forget: ForgetFn | None = None,
                  max_batch: int = 128, warm_module: str | None = None,
                  gather_s: float = GATHER_S, heap_retain_bytes: int = 0,
-                 observe: BatchObserver | None = None,
-                 on_restart: Callable[[int], None] | None = None) -> None:
+                 observer: BatchObserver | None = None) -> None:
         self.fn = fn
-        self.observe = observe
-        self.on_restart = on_restart
+        self.observer = observer
         self.heap_retain_bytes = heap_retain_bytes
         self.gather_s = gather_s
         self.forget_fn = forget
@@ -156,11 +160,11 @@ class WindowBatcher:
         self._executors[worker] = fresh
         self._started_at[worker] = now
         broken.shutdown(wait=False, cancel_futures=True)
-        if self.on_restart is not None:
+        if self.observer is not None:
             try:
-                self.on_restart(worker)
+                self.observer.live_worker_restarted()
             except Exception:
-                log.exception("live worker restart callback failed")
+                log.exception("live batch observer failed")
         return fresh
 
     def _warm_modules(self) -> tuple[str, ...]:
@@ -192,8 +196,7 @@ class WindowBatcher:
         fut: asyncio.Future[Any] = loop.create_future()
         worker = self.worker_of(key)
         queue = self._queues[worker]
-        queue.append(_Pending(key, spec, samples, span, sr, fut, loop.time(),
-                              time.perf_counter()))
+        queue.append(_Pending(key, spec, samples, span, sr, fut, time.perf_counter()))
         if len(queue) >= self.max_batch and not self._busy[worker]:
             self._dispatch(worker)
         else:
@@ -206,7 +209,7 @@ class WindowBatcher:
         if self._busy[worker] or self._timers[worker] is not None or not self._queues[worker]:
             return
         loop = asyncio.get_running_loop()
-        delay = self._queues[worker][0].queued_at + self.gather_s - loop.time()
+        delay = self._queues[worker][0].queued_at + self.gather_s - time.perf_counter()
         self._timers[worker] = (loop.call_later(delay, self._dispatch, worker) if delay > 0
                                 else loop.call_soon(self._dispatch, worker))
 
@@ -269,9 +272,10 @@ class WindowBatcher:
         for it, res in zip(items, results, strict=True):
             if not it.future.done():
                 it.future.set_result(res)
-        if self.observe is not None:
+        if self.observer is not None:
             try:
-                self.observe(len(items), sent - items[0].enqueued, time.perf_counter() - sent)
+                self.observer.observe_live_batch(len(items), sent - items[0].queued_at,
+                                                 time.perf_counter() - sent)
             except Exception:
                 log.exception("live batch observer failed")
 
