@@ -108,6 +108,14 @@ def loop_cpu(pid: int) -> float:
     return 0.0
 
 
+def stolen_cpu() -> float:
+    """CPU seconds the hypervisor has taken from this machine's vCPUs since boot (``steal``
+    in /proc/stat): time the server was ready to run and could not, on a shared host."""
+    import psutil
+
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
+
+
 def tree_cpu_rss(pid: int) -> tuple[float, int]:
     """CPU seconds and RSS bytes of a process and its children (Linux /proc)."""
     import psutil
@@ -567,7 +575,7 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
     for _ in procs:
         msg = q.get(timeout=300)
         if msg != "ready":
-            raise RuntimeError(f"client failed in set-up: {msg}")
+            raise RuntimeError(f"client failed in set-up: {str(msg)[:500]}")
     spy = None
     if py_spy:
         spy = subprocess.Popen(["py-spy", "record", "-p", str(pid), "--subprocesses",
@@ -577,23 +585,31 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
     metrics0, under0 = stage_sums(port)
     cpu0, _ = tree_cpu_rss(pid)
     loop0 = loop_cpu(pid)
+    steal0 = stolen_cpu()
     t0 = time.perf_counter()
     started_at = time.time()  # wall clock, to line the level up with the server's logs
     go.set()
-    for _ in procs:
+    results: list[dict[str, Any]] = []
+    streamed = 0
+    while streamed < len(procs):  # a quick client's results may come before a slow one is done
         msg = q.get(timeout=seconds + 120)
-        if msg != "streamed":
-            raise RuntimeError(f"client failed while streaming: {msg}")
+        if msg == "streamed":
+            streamed += 1
+        elif isinstance(msg, dict):
+            results.append(msg)
+        else:
+            raise RuntimeError(f"client failed while streaming: {str(msg)[:500]}")
     wall = time.perf_counter() - t0
     cpu1, rss = tree_cpu_rss(pid)
     loop1 = loop_cpu(pid)
+    steal1 = stolen_cpu()
     metrics1, under1 = stage_sums(port)
     stage = {k: (metrics1[k][0] - metrics0[k][0]) / max(metrics1[k][1] - metrics0[k][1], 1)
              for k in _STAGES}  # means over the level
     published = metrics1["event"][1] - metrics0["event"][1]
     server_late = published - (under1 - under0)
     load = os.getloadavg()[0]
-    results = [q.get(timeout=180) for _ in procs]
+    results += [q.get(timeout=180) for _ in range(len(procs) - len(results))]
     for p in procs:
         p.join(timeout=30)
     if spy is not None:
@@ -631,7 +647,8 @@ def run_level(port: int, pid: int, streams: int, seconds: float, clients: int,
             "server_cpu": (cpu1 - cpu0) / wall, "rss_mib": rss / 2**20,
             "loop_cpu": (loop1 - loop0) / wall,
             "server_ms_per_window": (cpu1 - cpu0) * 1000 / max(expected, 1),
-            "client_cpu": sum(r["cpu"] for r in results) / wall, "load": load}
+            "client_cpu": sum(r["cpu"] for r in results) / wall, "load": load,
+            "steal": (steal1 - steal0) / wall}
 
 
 def main() -> None:
@@ -665,10 +682,12 @@ def main() -> None:
         env["TONEWIRE_" + name.upper().removeprefix("TONEWIRE_")] = value
     if args.server_path:
         env["PYTHONPATH"] = args.server_path
-    server = subprocess.Popen([sys.executable, "-m", "tonewire.cli", "serve", "--host", HOST,
-                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True,
-                              cwd=data)  # `-m` puts the cwd first: it would beat PYTHONPATH
+    log_path = os.path.join(data, "server.log")
+    with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+        server = subprocess.Popen([sys.executable, "-m", "tonewire.cli", "serve", "--host", HOST,
+                                   "--port", str(port)], env=env, stdout=log, stderr=log,
+                                  start_new_session=True,
+                                  cwd=data)  # `-m` puts the cwd first: it would beat PYTHONPATH
     rows = []
     try:
         for _ in range(300):
@@ -677,12 +696,12 @@ def main() -> None:
                     break
             except OSError:
                 time.sleep(0.1)
-        print(f"server pid {server.pid}", flush=True)
+        print(f"server pid {server.pid}, log {log_path}", flush=True)
         asyncio.run(warm_up(port))
         print(f"{'streams':>7} {'events':>11} {'win p50':>8} {'win p99':>8} {'p99 2s+':>8} "
               f"{'ack p50':>8} {'ack p99':>8} {'an ms':>6} {'st ms':>6} {'batch':>15} "
               f"{'late s/c':>9} {'cpu':>5} {'loop':>5} {'ms/win':>6} {'rss MiB':>7} {'client':>6} "
-              f"{'load':>5}  check")
+              f"{'load':>5} {'steal':>5}  check")
         best = 0
         for n in args.streams:
             r = run_level(port, server.pid, n, args.seconds, args.clients, args.py_spy)
@@ -696,7 +715,7 @@ def main() -> None:
                   f"/{r['batch_wait_ms']:>4.1f}/{r['batch_work_ms']:>4.1f} "
                   f"{r['late_server']:>4.0f}/{r['late_client']:<4} {r['server_cpu']:>5.2f} "
                   f"{r['loop_cpu']:>5.2f} {r['server_ms_per_window']:>6.2f} {r['rss_mib']:>7.0f} "
-                  f"{r['client_cpu']:>6.2f} {r['load']:>5.1f}  "
+                  f"{r['client_cpu']:>6.2f} {r['load']:>5.1f} {r['steal']:>5.2f}  "
                   f"{'ok' if ok else '! ' + '; '.join(r['errors'][:3])}", flush=True)
             if r["window_p99"] < 100 and r["events"] >= 0.9 * r["expected"]:
                 best = n
@@ -708,7 +727,8 @@ def main() -> None:
               "cpu = server process tree CPU seconds per second (2.0 = both cores) while "
               "streaming; loop = its event-loop thread alone; "
               "ms/win = server CPU ms per window; "
-              "client = load-generator processes' CPU, same units; load = 1-min load average")
+              "client = load-generator processes' CPU, same units; load = 1-min load average; "
+              "steal = CPU the hypervisor took from this machine, same units (a shared host)")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump([{k: v for k, v in r.items()} for r in rows], f, indent=1)
