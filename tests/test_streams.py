@@ -125,6 +125,28 @@ async def test_atomic_job_update_with_its_event(log: StreamLog) -> None:
     assert row is not None and row["progress"] == 40
 
 
+async def test_a_conflicting_write_fails_alone_in_its_group(log: StreamLog) -> None:
+    store = log.store
+    await store.append_events([StreamEvent(stream="s", seq=1, type="e", data={"v": "first"})])
+    release = asyncio.Event()
+
+    async def hold(_conn: object) -> None:  # keeps the writer busy while the group queues
+        await release.wait()
+
+    held = asyncio.create_task(store._write(hold))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    writes = [asyncio.create_task(store.append_events(
+        [StreamEvent(stream=stream, seq=seq, type="e", data={"v": v})]))
+        for stream, seq, v in (("s", 2, "second"), ("s", 1, "duplicate"), ("t", 1, "other"))]
+    await asyncio.sleep(0.05)
+    release.set()  # the three writes now go to the database as one group
+    results = await asyncio.gather(held, *writes, return_exceptions=True)
+    assert results[0] is None and results[1] is None and results[3] is None
+    assert isinstance(results[2], IntegrityError)
+    assert [e.data["v"] for e in await log.read("s")] == ["first", "second"]
+    assert [e.data["v"] for e in await log.read("t")] == ["other"]
+
+
 # -- SSE wire format ---------------------------------------------------------------------------
 
 def test_sse_frames() -> None:

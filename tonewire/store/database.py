@@ -8,6 +8,13 @@ commit finished goes into the next transaction, each in its own savepoint (one f
 does not undo the others). SQLite has a single writer anyway; queueing writes here instead of
 in SQLite's busy handler (which sleeps in steps of up to 100 ms) keeps latency low under load,
 and one commit for many events keeps throughput high.
+
+A group of nothing but event inserts (live windows, job progress: almost every group) skips
+the savepoints: its rows go in as one INSERT in one transaction, run as one synchronous call
+(:func:`_insert_rows`), so the event loop pays for one greenlet and the driver's BEGIN, INSERT
+and COMMIT, not for a greenlet and an awaited round trip per statement (measured: a third of
+the loop's CPU per group of six). If that transaction fails, nothing of it stays and the
+group is written again the careful way, each write in its own savepoint.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import bindparam, delete, event, func, insert, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tonewire.store import schema
@@ -62,6 +69,12 @@ class _InsertEvents:
 
     async def __call__(self, conn: AsyncConnection) -> None:
         await conn.execute(insert(schema.events), self.rows)
+
+
+def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert event rows in a transaction of their own (sync: run through ``run_sync``)."""
+    with conn.begin():
+        conn.execute(insert(schema.events), rows)
 
 
 _MAX_GROUP = 512
@@ -119,13 +132,16 @@ class Store:
                 try:
                     if conn is None:
                         conn = await self.engine.connect()
-                    async with conn.begin():
-                        if len(batch) == 1:
-                            # Alone: no savepoint; if it fails the transaction rolls back.
-                            await batch[0][0](conn)
-                            outcomes.append(None)
-                        else:
-                            await self._write_group(conn, batch, outcomes)
+                    if await self._insert_events_only(conn, batch):
+                        outcomes = [None] * len(batch)
+                    else:
+                        async with conn.begin():
+                            if len(batch) == 1:
+                                # Alone: no savepoint; if it fails the transaction rolls back.
+                                await batch[0][0](conn)
+                                outcomes.append(None)
+                            else:
+                                await self._write_group(conn, batch, outcomes)
                 except Exception as exc:  # the commit itself failed: every write failed
                     outcomes = [exc] * len(batch)
                     if conn is not None and conn.invalidated:
@@ -141,6 +157,20 @@ class Store:
             if conn is not None:
                 with contextlib.suppress(Exception):
                     await conn.close()
+
+    @staticmethod
+    async def _insert_events_only(conn: AsyncConnection,
+                                  batch: list[tuple[WriteOp, asyncio.Future[None]]]) -> bool:
+        """A group of event inserts only, committed as one INSERT in one synchronous call;
+        False (nothing written) if the group holds other writes or the transaction failed."""
+        if not all(isinstance(op, _InsertEvents) for op, _fut in batch):
+            return False
+        rows = [row for op, _fut in batch if isinstance(op, _InsertEvents) for row in op.rows]
+        try:
+            await conn.run_sync(_insert_rows, rows)
+        except Exception:  # a conflicting seq, or a lost connection: the careful path says
+            return False
+        return True
 
     async def _write_group(self, conn: AsyncConnection,
                            batch: list[tuple[WriteOp, asyncio.Future[None]]],
