@@ -414,7 +414,14 @@ class SseClient(asyncio.Protocol):
 # -- one client process -------------------------------------------------------------------------
 
 def client_process(port: int, n: int, seconds: float, seed: int, q: Any, go: Any) -> None:
-    q.put(asyncio.run(client_main(port, n, seconds, seed, q, go)))
+    # uvloop where the server has it (uvicorn's extra): the load generator shares the
+    # machine with the server, so its own event loop's overhead is the server's loss.
+    try:
+        import uvloop
+        run: Any = uvloop.run
+    except ImportError:
+        run = asyncio.run
+    q.put(run(client_main(port, n, seconds, seed, q, go)))
 
 
 async def client_main(port: int, n: int, seconds: float, seed: int, q: Any, go: Any
