@@ -4,6 +4,7 @@ bounded subscribers, and the SSE wire encoder."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +16,13 @@ from tonewire.streams.bus import MemoryBus, SubscriberOverflow
 from tonewire.streams.event import StreamEvent
 from tonewire.streams.log import StreamLog
 from tonewire.transports.errors import ApiError
-from tonewire.transports.sse import encode_comment, encode_event, parse_last_event_id
+from tonewire.transports.sse import (
+    encode_comment,
+    encode_event,
+    parse_last_event_id,
+    payload,
+    payload_json,
+)
 from tonewire.transports.upload import safe_filename
 
 
@@ -148,6 +155,17 @@ async def test_a_conflicting_write_fails_alone_in_its_group(log: StreamLog) -> N
 
 
 # -- SSE wire format ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data", [
+    {}, {"label": "calm", "confidence": 0.5}, {"nested": {"a": [1, 2.5, None]}, "x": True},
+    {"subtext": "caf\u00e9 \u2014 \U0001f600", "q": "\"quoted\"}"}, {"seq": 99, "other": 1}])
+def test_the_wire_payload_is_spliced_exactly(data: dict[str, object]) -> None:
+    for ev in (StreamEvent(stream="s", seq=7, type="e", data=data),
+               StreamEvent.stored(stream="s", seq=7, type="e", ts=1.0,
+                                  data_json=json.dumps(data, separators=(",", ":")))):
+        assert payload_json(ev) == json.dumps(payload(ev), separators=(",", ":"))
+        assert json.loads(payload_json(ev))["seq"] == 7
+
 
 def test_sse_frames() -> None:
     assert encode_event(id=3, event="chunk", data='{"a":1}') == (

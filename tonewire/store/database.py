@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -219,8 +218,7 @@ class Store:
                             analysis: tuple[str, str] | None = None) -> None:
         """Insert events, and optionally update a job or session and store an analysis,
         atomically: a state and the events that announce it are never out of step."""
-        rows = [{"stream": ev.stream, "seq": ev.seq, "type": ev.type,
-                 "data": json.dumps(ev.data, separators=(",", ":"), allow_nan=False),
+        rows = [{"stream": ev.stream, "seq": ev.seq, "type": ev.type, "data": ev.data_json(),
                  "ts": ev.ts} for ev in events]
         if rows and job_update is None and session_update is None and analysis is None:
             await self._write(_InsertEvents(rows))
@@ -257,8 +255,8 @@ class Store:
             q = q.limit(limit)
         async with self.engine.connect() as conn:
             rows = (await conn.execute(q)).all()
-        return [StreamEvent(stream=stream, seq=r.seq, type=r.type, data=json.loads(r.data),
-                            ts=r.ts) for r in rows]
+        return [StreamEvent.stored(stream=stream, seq=r.seq, type=r.type, data_json=r.data,
+                                   ts=r.ts) for r in rows]
 
     async def last_seq(self, stream: str) -> int:
         t = schema.events
@@ -432,8 +430,8 @@ class Store:
                  ).first()
         if r is None:
             return None
-        return StreamEvent(stream=stream, seq=r.seq, type=r.type, data=json.loads(r.data),
-                           ts=r.ts)
+        return StreamEvent.stored(stream=stream, seq=r.seq, type=r.type, data_json=r.data,
+                                  ts=r.ts)
 
     # -- analyses --------------------------------------------------------------------------
     async def get_analysis_json(self, job_id: str) -> str | None:

@@ -64,6 +64,15 @@ def payload(ev: StreamEvent) -> dict[str, Any]:
     return {**ev.data, "seq": ev.seq}
 
 
+def payload_json(ev: StreamEvent) -> str:
+    """:func:`payload` as compact JSON, spliced onto the data as the store encoded it (so
+    an event is encoded once, not again for every subscriber)."""
+    if "seq" in ev.data:  # no producer sends one; if one did, the position must win
+        return json.dumps(payload(ev), separators=(",", ":"))
+    data = ev.data_json()
+    return f'{data[:-1]},"seq":{ev.seq}}}' if data != "{}" else f'{{"seq":{ev.seq}}}'
+
+
 SHUTDOWN_FRAME: Final = encode_event(event="server-shutdown",
                                      data='{"type":"server-shutdown","reconnect":true}')
 
@@ -82,8 +91,7 @@ async def event_stream(log: StreamLog, stream: str, *, after: int, heartbeat_s: 
         async for ev in log.follow(stream, after=after, maxsize=maxsize,
                                    heartbeat_s=heartbeat_s):
             if ev is not None:
-                yield encode_event(id=ev.seq, event=ev.type,
-                                   data=json.dumps(payload(ev), separators=(",", ":")))
+                yield encode_event(id=ev.seq, event=ev.type, data=payload_json(ev))
                 if ev.type in terminal:
                     return
             if stopping is not None and stopping.is_set():
