@@ -8,6 +8,7 @@ tests check only the policy's side, which is what tonewire controls.
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import resource
 import subprocess
@@ -53,6 +54,16 @@ def fault_probe(x: np.ndarray, sr: int, keys: list[str], specs: list[str],
     return [analysis_faults(6)] * len(keys)
 
 
+def speech_batch_faults(x: np.ndarray, sr: int, keys: list[str], specs: list[str],
+                        spans: list[Any]) -> list[Any]:
+    """Worker side: the live analysis of a batch, answering each row with its page faults."""
+    from tonewire.sessions.builtin import speech_batch
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    speech_batch(x, sr, keys, specs, spans)
+    return [resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before] * len(keys)
+
+
 def test_no_limit_leaves_the_allocator_alone() -> None:
     assert retain_freed_memory(0) is False
 
@@ -79,3 +90,22 @@ async def test_live_workers_keep_freed_memory() -> None:
     finally:
         await batcher.close()
     assert max(faults[3:]) <= SETTLED, faults
+
+
+async def test_a_warmed_up_live_worker_runs_its_largest_batch_without_faulting() -> None:
+    from tonewire.sessions.builtin import session_spec, warm_up_speech
+    from tonewire.sessions.model import SessionOptions
+
+    rows = 48  # without the warm-up, its first batch faults in ~15000 pages (first calls)
+    batcher = WindowBatcher(speech_batch_faults, workers=1, gather_s=5.0, max_batch=rows,
+                            heap_retain_bytes=64 << 20, warm_up=warm_up_speech)
+    batcher.start()
+    spec = session_spec(SessionOptions())
+    pcm = (3000 * np.random.default_rng(1).standard_normal((rows, SR))).astype(np.int16)
+    try:
+        faults = await asyncio.gather(*(  # the last window fills the batch: it leaves at once
+            batcher.analyze(pcm[i], sr=SR, key=f"s{i}", spec=spec, span=(0, SR))
+            for i in range(rows)))
+    finally:
+        await batcher.close()
+    assert max(faults) <= SETTLED, faults[0]

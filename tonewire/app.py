@@ -27,7 +27,12 @@ from tonewire.jobs.queue import JobQueue, queue_from_url
 from tonewire.jobs.service import JobLimits, JobService
 from tonewire.metrics import MeteredBus, Metrics
 from tonewire.sessions.batcher import WindowBatcher
-from tonewire.sessions.builtin import BuiltinClassifier, forget_sessions, speech_batch
+from tonewire.sessions.builtin import (
+    BuiltinClassifier,
+    forget_sessions,
+    speech_batch,
+    warm_up_speech,
+)
 from tonewire.sessions.classifier import Classifier, SidecarClassifier
 from tonewire.sessions.model import SessionOptions
 from tonewire.sessions.service import SESSION_TERMINAL, SessionService
@@ -74,7 +79,7 @@ class LiveAnalysis:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.batcher = WindowBatcher(speech_batch, workers=settings.live_workers,
-                                     forget=forget_sessions,
+                                     forget=forget_sessions, warm_up=warm_up_speech,
                                      warm_module="tonewire.analysis.speech",
                                      gather_s=settings.live_gather_ms / 1000.0,
                                      heap_retain_bytes=settings.heap_retain_bytes,

@@ -64,11 +64,21 @@ class BatchObserver(Protocol):
         """A worker died and a new one was started."""
 
 
-def _init_worker(parent: int, warm_modules: tuple[str, ...], heap_retain_bytes: int) -> None:
+WarmUpFn = Callable[[int], None]
+"""Worker-side ``warm_up(rows)``, run once as the worker starts, with ``max_batch``."""
+
+
+def _init_worker(parent: int, warm_modules: tuple[str, ...], heap_retain_bytes: int,
+                 warm_up: WarmUpFn | None, max_batch: int) -> None:
     start_worker_process(parent, heap_retain_bytes=heap_retain_bytes)
     threadpool_limits(limits=1)  # numpy is already imported here: limit its pools directly
     for module in warm_modules:  # pay the imports at start, not in the first live windows
         importlib.import_module(module)
+    if warm_up is not None:
+        # The first calls' one-time costs, and the heap's growth to the largest batch, paid
+        # now: a batch larger than any before faults in fresh pages (10 us each here), which
+        # slows it, so more windows wait for the next, larger one (seen at 500 streams).
+        warm_up(max_batch)
     # What the imports made lives as long as the worker: out of every collection, or each full
     # one walks scipy's and numpy's objects (a 74 ms stall of every window in the batch).
     gc.collect()
@@ -100,6 +110,7 @@ class WindowBatcher:
 
     def __init__(self, fn: BatchFn, *, workers: int, forget: ForgetFn | None = None,
                  max_batch: int = 128, warm_module: str | None = None,
+                 warm_up: WarmUpFn | None = None,
                  gather_s: float = GATHER_S, heap_retain_bytes: int = 0,
                  observer: BatchObserver | None = None) -> None:
         self.fn = fn
@@ -109,6 +120,7 @@ class WindowBatcher:
         self.forget_fn = forget
         self.max_batch = max_batch
         self.warm_module = warm_module
+        self.warm_up = warm_up
         self.workers = workers
         self._executors: list[ProcessPoolExecutor] = []
         self._queues: list[list[_Pending]] = [[] for _ in range(workers)]
@@ -129,7 +141,8 @@ class WindowBatcher:
         ex = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"),
                                  initializer=_init_worker,
                                  initargs=(os.getpid(), self._warm_modules(),
-                                           self.heap_retain_bytes))
+                                           self.heap_retain_bytes, self.warm_up,
+                                           self.max_batch))
         ex.submit(_noop)  # start the worker now, not on the first window
         return ex
 

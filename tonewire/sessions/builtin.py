@@ -125,6 +125,21 @@ def forget_sessions(keys: list[str]) -> None:
     _REGISTRY.forget(keys)
 
 
+def warm_up_speech(rows: int) -> None:
+    """Worker-side, at start: analyse ``rows`` windows of a synthetic voice in the default
+    shape (one second at 16 kHz) and forget them, so the first batches of live sessions do
+    not pay for scipy's first calls or for growing the heap (see ``heap_policy``)."""
+    opts = SessionOptions()
+    sr, n = opts.sample_rate, opts.window_samples
+    t = np.arange(n) / sr
+    voice = sum(np.sin(2 * np.pi * 150.0 * k * t) / k for k in range(1, 6))
+    noise = np.random.default_rng(0).standard_normal((rows, n))
+    x = (3000.0 * (voice + 0.1 * noise)).astype(np.int16)
+    keys = [f"warm-up-{i}" for i in range(rows)]
+    speech_batch(x, sr, keys, [session_spec(opts)] * rows, [(0, n)] * rows)
+    forget_sessions(keys)
+
+
 def make_vad(kind: str) -> Any:
     from tonewire.analysis import vad
 
