@@ -418,8 +418,8 @@ def client_process(port: int, n: int, seconds: float, seed: int, q: Any, go: Any
     # machine with the server, so its own event loop's overhead is the server's loss.
     try:
         import uvloop
-        run: Any = uvloop.run
-    except ImportError:
+        run: Any = uvloop.run  # (uvloop 0.18 and later)
+    except (ImportError, AttributeError):
         run = asyncio.run
     q.put(run(client_main(port, n, seconds, seed, q, go)))
 

@@ -145,6 +145,21 @@ def batch_sizes(x: np.ndarray, sr: int, keys: list[str], specs: list[str],
     return [(len(keys), int(row[0]), span) for row, span in zip(x, spans, strict=True)]
 
 
+def failing_warm_up(rows: int) -> None:
+    raise RuntimeError(f"warm-up of {rows} rows failed")
+
+
+async def test_a_worker_whose_warm_up_fails_still_analyses() -> None:
+    batcher = WindowBatcher(batch_sizes, workers=1, gather_s=0.0, warm_up=failing_warm_up)
+    batcher.start()
+    try:
+        for k in range(3):  # a raising initializer would have broken the pool for good
+            assert await batcher.analyze(np.full(4, k, dtype=np.int16), sr=SR, key="a",
+                                         spec="fast", span=k) == (1, k, k)
+    finally:
+        await batcher.close()
+
+
 async def test_the_batcher_sends_what_waited_as_one_batch() -> None:
     batcher = WindowBatcher(batch_sizes, workers=1, gather_s=0.0)
     batcher.start()

@@ -78,7 +78,11 @@ def _init_worker(parent: int, warm_modules: tuple[str, ...], heap_retain_bytes: 
         # The first calls' one-time costs, and the heap's growth to the largest batch, paid
         # now: a batch larger than any before faults in fresh pages (10 us each here), which
         # slows it, so more windows wait for the next, larger one (seen at 500 streams).
-        warm_up(max_batch)
+        try:
+            warm_up(max_batch)
+        except Exception:  # an optimisation: a worker without it still serves (a raising
+            # initializer would break the pool, and every restart would break it again)
+            log.exception("live analysis worker warm-up failed; continuing without it")
     # What the imports made lives as long as the worker: out of every collection, or each full
     # one walks scipy's and numpy's objects (a 74 ms stall of every window in the batch).
     gc.collect()

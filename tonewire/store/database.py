@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from tonewire.store import schema
@@ -161,15 +162,15 @@ class Store:
     async def _insert_events_only(conn: AsyncConnection,
                                   batch: list[tuple[WriteOp, asyncio.Future[None]]]) -> bool:
         """A group of event inserts only, committed as one INSERT in one synchronous call;
-        False (nothing written) if the group holds other writes or the transaction failed."""
+        False (nothing written) if the group holds other writes or one of them conflicts."""
         if not all(isinstance(op, _InsertEvents) for op, _fut in batch):
             return False
         rows = [row for op, _fut in batch if isinstance(op, _InsertEvents) for row in op.rows]
         try:
             await conn.run_sync(_insert_rows, rows)
-        except Exception:  # a conflicting seq, or a lost connection: the careful path says
+        except IntegrityError:  # a conflicting seq: the careful path finds whose
             return False
-        return True
+        return True  # anything else (a lost connection) fails the group, as the careful path
 
     async def _write_group(self, conn: AsyncConnection,
                            batch: list[tuple[WriteOp, asyncio.Future[None]]],
