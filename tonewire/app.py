@@ -80,7 +80,6 @@ class LiveAnalysis:
         self.settings = settings
         self.batcher = WindowBatcher(speech_batch, workers=settings.live_workers,
                                      forget=forget_sessions, warm_up=warm_up_speech,
-                                     warm_module="tonewire.analysis.speech",
                                      gather_s=settings.live_gather_ms / 1000.0,
                                      heap_retain_bytes=settings.heap_retain_bytes,
                                      observer=metrics)

@@ -68,12 +68,14 @@ WarmUpFn = Callable[[int], None]
 """Worker-side ``warm_up(rows)``, run once as the worker starts, with ``max_batch``."""
 
 
-def _init_worker(parent: int, warm_modules: tuple[str, ...], heap_retain_bytes: int,
+def _init_worker(parent: int, fn_module: str | None, heap_retain_bytes: int,
                  warm_up: WarmUpFn | None, max_batch: int) -> None:
     start_worker_process(parent, heap_retain_bytes=heap_retain_bytes)
     threadpool_limits(limits=1)  # numpy is already imported here: limit its pools directly
-    for module in warm_modules:  # pay the imports at start, not in the first live windows
-        importlib.import_module(module)
+    if fn_module is not None:
+        # Unpickling the batch function on the first window would otherwise import its
+        # module (and all it imports) while hundreds of windows wait.
+        importlib.import_module(fn_module)
     if warm_up is not None:
         # The first calls' one-time costs, and the heap's growth to the largest batch, paid
         # now: a batch larger than any before faults in fresh pages (10 us each here), which
@@ -113,8 +115,7 @@ class WindowBatcher:
     one-window calls for what arrived while it ran."""
 
     def __init__(self, fn: BatchFn, *, workers: int, forget: ForgetFn | None = None,
-                 max_batch: int = 128, warm_module: str | None = None,
-                 warm_up: WarmUpFn | None = None,
+                 max_batch: int = 128, warm_up: WarmUpFn | None = None,
                  gather_s: float = GATHER_S, heap_retain_bytes: int = 0,
                  observer: BatchObserver | None = None) -> None:
         self.fn = fn
@@ -123,7 +124,6 @@ class WindowBatcher:
         self.gather_s = gather_s
         self.forget_fn = forget
         self.max_batch = max_batch
-        self.warm_module = warm_module
         self.warm_up = warm_up
         self.workers = workers
         self._executors: list[ProcessPoolExecutor] = []
@@ -144,7 +144,7 @@ class WindowBatcher:
     def _new_executor(self) -> ProcessPoolExecutor:
         ex = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"),
                                  initializer=_init_worker,
-                                 initargs=(os.getpid(), self._warm_modules(),
+                                 initargs=(os.getpid(), self._fn_module(),
                                            self.heap_retain_bytes, self.warm_up,
                                            self.max_batch))
         ex.submit(_noop)  # start the worker now, not on the first window
@@ -184,11 +184,9 @@ class WindowBatcher:
                 log.exception("live batch observer failed")
         return fresh
 
-    def _warm_modules(self) -> tuple[str, ...]:
-        # The batch function's own module too: unpickling it on the first window would
-        # otherwise import it (and all it imports) while hundreds of windows wait.
-        names = [self.warm_module, getattr(self.fn, "__module__", None)]
-        return tuple(dict.fromkeys(n for n in names if n and n != "__main__"))
+    def _fn_module(self) -> str | None:
+        name = getattr(self.fn, "__module__", None)
+        return name if name and name != "__main__" else None
 
     async def close(self) -> None:
         self._closing = True

@@ -163,9 +163,10 @@ class Store:
                                   batch: list[tuple[WriteOp, asyncio.Future[None]]]) -> bool:
         """A group of event inserts only, committed as one INSERT in one synchronous call;
         False (nothing written) if the group holds other writes or one of them conflicts."""
-        if not all(isinstance(op, _InsertEvents) for op, _fut in batch):
+        inserts = [op for op, _fut in batch if isinstance(op, _InsertEvents)]
+        if len(inserts) != len(batch):
             return False
-        rows = [row for op, _fut in batch if isinstance(op, _InsertEvents) for row in op.rows]
+        rows = [row for op in inserts for row in op.rows]
         try:
             await conn.run_sync(_insert_rows, rows)
         except IntegrityError:  # a conflicting seq: the careful path finds whose
