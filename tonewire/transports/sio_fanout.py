@@ -104,6 +104,17 @@ class TrackedWebSocket(eio_asgi.WebSocket):  # type: ignore[misc]
             setattr(sock, _PROTO_ATTR, proto)
         return await super().__call__(environ)
 
+    async def wait(self) -> Any:
+        """The next message; None once the connection is gone, which ends engine.io's read
+        loop as its ``OSError`` does ("closed by client"). Raised, that error would end up
+        held by engine.io's read task with a traceback through the frame awaiting that task:
+        a reference cycle that frozen long-lived objects keep, with this connection, from the
+        collector for minutes (gc_policy.py)."""
+        try:
+            return await super().wait()
+        except OSError:
+            return None
+
 
 def install(sio: socketio.AsyncServer) -> bool:
     """Make ``sio``'s engine.io server use :class:`TrackedWebSocket` (this server only).
