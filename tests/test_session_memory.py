@@ -39,10 +39,12 @@ WAIT_S = 60.0
 
 
 @contextlib.asynccontextmanager
-async def in_process_server(tmp_path: Path) -> AsyncIterator[tuple[str, uvicorn.Server]]:
+async def in_process_server(tmp_path: Path, **settings_kw: Any
+                            ) -> AsyncIterator[tuple[str, uvicorn.Server]]:
     from tonewire.app import create_app
 
-    settings = Settings(data_dir=tmp_path, rate_limit_per_minute=0, live_workers=1)
+    settings = Settings(data_dir=tmp_path, rate_limit_per_minute=0, live_workers=1,
+                        **settings_kw)
     config = uvicorn.Config(create_app(settings), host=HOST, port=free_port(),
                             ws=WebSocketProtocol, ws_per_message_deflate=False,
                             ws_max_size=settings.max_frame_bytes, lifespan="on",
@@ -142,5 +144,41 @@ async def test_an_ended_session_leaves_no_cyclic_garbage(tmp_path: Path) -> None
                                  isinstance(c, WebSocketProtocol)
                                  for c in server.server_state.connections),
                              timeout=WAIT_S, what="the session, its sockets and tasks gone")
+            leftovers = ours(cyclic_garbage())
+        assert leftovers == [], leftovers
+
+
+async def test_a_reaped_session_after_dropped_sockets_and_bad_frames_leaves_none(
+        tmp_path: Path) -> None:
+    pcm = (voice(150.0, 2.0, sr=SR) * 32767).astype("<i2")
+    half = pcm.size // 2
+    async with in_process_server(tmp_path, session_idle_ttl_s=1.0) as (url, server), \
+            httpx.AsyncClient(base_url=url, timeout=WAIT_S) as client:
+        cyclic_garbage()
+        with collector_off():
+            r = await client.post("/session/start", json={"min_confidence": 0})
+            assert r.status_code == 200, r.text
+            sid = r.json()["session_id"]
+            ingest = f"ws://{HOST}:{server.config.port}/session/{sid}/audio"
+            for part in (pcm[:half], pcm[half:]):  # the first socket drops; a second resumes
+                async with websockets.connect(ingest) as ws:
+                    await ws.send(b"\x00")  # odd byte count: an error answer, socket open
+                    assert json.loads(await ws.recv())["ok"] is False
+                    await ws.send("not json")
+                    assert json.loads(await ws.recv())["ok"] is False
+                    for i in range(0, part.size, FRAME):
+                        await ws.send(part[i : i + FRAME].tobytes())
+                        assert json.loads(await ws.recv())["ok"] is True
+            services = server.config.app.state.services  # type: ignore[attr-defined]
+            # Nobody follows it and its socket is gone: the reaper ends it.
+            await wait_until(lambda: sid not in services.sessions.live
+                             and not server.server_state.tasks and not any(
+                                 isinstance(c, WebSocketProtocol)
+                                 for c in server.server_state.connections),
+                             timeout=WAIT_S, what="the session reaped, its sockets gone")
+            r = await client.get(f"/session/{sid}")
+            assert r.json()["state"] == "ended" and r.json()["end_reason"] == "idle", r.json()
+            r = await client.get(f"/session/{sid}/history")
+            assert r.status_code == 200 and r.json(), r.text  # its tone events were kept
             leftovers = ours(cyclic_garbage())
         assert leftovers == [], leftovers
