@@ -150,10 +150,14 @@ def masked_binary_frame(payload: bytes, mask: bytes) -> bytes:
     return head + mask + body
 
 
-def masked_close_frame(mask: bytes, code: int = 1000) -> bytes:
-    payload = code.to_bytes(2, "big")
+def masked_control_frame(opcode: int, payload: bytes, mask: bytes) -> bytes:
+    """A control frame from a client (payload under 126 bytes, as RFC 6455 requires)."""
     body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes([0x88, 0x80 | len(payload)]) + mask + body
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + body
+
+
+def masked_close_frame(mask: bytes, code: int = 1000) -> bytes:
+    return masked_control_frame(0x8, code.to_bytes(2, "big"), mask)
 
 
 async def http_request(port: int, method: str, path: str, body: bytes = b""
@@ -278,6 +282,11 @@ class WsClient(asyncio.Protocol):
             pos = start + ln
             if op == 1:
                 self.on_ack(buf, start, ln, s)
+            elif op == 9 and self.transport is not None:
+                # The server's keepalive ping (uvicorn: every 20 s, closing the socket if no
+                # pong comes within 20 s more), answered as browsers do.
+                self.transport.write(masked_control_frame(0xA, bytes(buf[start:pos]),
+                                                          os.urandom(4)))
             elif op == 8 and not self.closed.done():
                 self.closed.set_result(bytes(buf[start : start + 2]))
         del buf[:pos]
