@@ -105,14 +105,18 @@ class TrackedWebSocket(eio_asgi.WebSocket):  # type: ignore[misc]
         return await super().__call__(environ)
 
     async def wait(self) -> Any:
-        """The next message; None once the connection is gone, which ends engine.io's read
-        loop as its ``OSError`` does ("closed by client"). Raised, that error would end up
-        held by engine.io's read task with a traceback through the frame awaiting that task:
-        a reference cycle that frozen long-lived objects keep, with this connection, from the
-        collector for minutes (gc_policy.py)."""
+        """The next message. Once the socket is upgraded (engine.io's read loop runs), None
+        when the connection is gone, which ends that loop as its ``OSError`` does ("closed
+        by client"): raised there, the error is held by engine.io's read task with a
+        traceback through the frame awaiting that task, a reference cycle that frozen
+        long-lived objects keep, with this connection, from the collector for minutes
+        (gc_policy.py). During the upgrade handshake engine.io expects the error itself."""
         try:
             return await super().wait()
         except OSError:
+            sock = getattr(self.handler, "__self__", None)
+            if getattr(sock, "upgraded", False) is not True:
+                raise
             return None
 
 
