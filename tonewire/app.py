@@ -39,6 +39,7 @@ from tonewire.sessions.service import SESSION_TERMINAL, SessionService
 from tonewire.store.database import Store
 from tonewire.streams.bus import bus_from_url
 from tonewire.streams.log import StreamLog
+from tonewire.transports import eio_release
 from tonewire.transports.access import AccessGate, ApiKeys, presented_key, public_path
 from tonewire.transports.bodylimit import BodyLimit
 from tonewire.transports.errors import install_error_handlers
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> Any:
         ping_interval=settings.socketio_ping_interval_s,
         ping_timeout=settings.socketio_ping_timeout_s,
     )
+    eio_release.install(sio.eio)
     live = LiveAnalysis(settings, metrics)
     sessions = SessionService(store=store, log=stream_log, classifiers=live.classifier,
                               idle_ttl_s=settings.session_idle_ttl_s,

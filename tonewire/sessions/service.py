@@ -543,13 +543,15 @@ class SessionService:
             self.metrics.window_latency.observe(time.monotonic() - win.closed_at)
 
     async def _stop_live(self, live: LiveSession, *, persist: bool) -> None:
-        # Let go of the task: cancelled, it holds its CancelledError, whose traceback holds the
-        # consumer's frame and so ``live``, a cycle that frozen long-lived objects keep from
-        # the collector for minutes (gc_policy.py); without it the session is freed at once.
-        consumer, live.consumer = live.consumer, None
+        consumer = live.consumer
         if consumer is not None:
             consumer.cancel()
             await asyncio.gather(consumer, return_exceptions=True)
+            # Let go of the finished task: it holds its CancelledError, whose traceback holds
+            # the consumer's frame and so ``live``, a cycle that frozen long-lived objects keep
+            # from the collector for minutes (gc_policy.py); without it the session is freed
+            # at once.
+            live.consumer = None
         await live.classifier.close()
         if persist:  # and free the lease: the session may continue on another node
             await self.store.update_session(live.id, samples=live.buffer.total,

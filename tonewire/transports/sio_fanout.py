@@ -51,6 +51,7 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import asgi as eio_asgi
 from socketio import packet as sio_packet
 
+from tonewire.transports.eio_release import ReleasingWebSocket
 from tonewire.transports.wsframe import ws_frame
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,10 @@ def _sansio_protocol(send: Any) -> Any:
     return proto
 
 
-class TrackedWebSocket(eio_asgi.WebSocket):  # type: ignore[misc]
-    """engine.io's ASGI WebSocket wrapper, which also tells the engine.io socket it serves
-    which uvicorn connection it writes to (so that :class:`Outlet` can write to it)."""
+class TrackedWebSocket(ReleasingWebSocket):
+    """engine.io's ASGI WebSocket wrapper (as :mod:`~tonewire.transports.eio_release`
+    installs it), which also tells the engine.io socket it serves which uvicorn connection it
+    writes to (so that :class:`Outlet` can write to it)."""
 
     async def __call__(self, environ: dict[str, Any]) -> Any:
         sock = getattr(self.handler, "__self__", None)
@@ -103,21 +105,6 @@ class TrackedWebSocket(eio_asgi.WebSocket):  # type: ignore[misc]
         if sock is not None and proto is not None:
             setattr(sock, _PROTO_ATTR, proto)
         return await super().__call__(environ)
-
-    async def wait(self) -> Any:
-        """The next message. Once the socket is upgraded (engine.io's read loop runs), None
-        when the connection is gone, which ends that loop as its ``OSError`` does ("closed
-        by client"): raised there, the error is held by engine.io's read task with a
-        traceback through the frame awaiting that task, a reference cycle that frozen
-        long-lived objects keep, with this connection, from the collector for minutes
-        (gc_policy.py). During the upgrade handshake engine.io expects the error itself."""
-        try:
-            return await super().wait()
-        except OSError:
-            sock = getattr(self.handler, "__self__", None)
-            if getattr(sock, "upgraded", False) is not True:
-                raise
-            return None
 
 
 def install(sio: socketio.AsyncServer) -> bool:
@@ -127,7 +114,8 @@ def install(sio: socketio.AsyncServer) -> bool:
         return False
     eio = sio.eio
     drivers = getattr(eio, "_async", None)
-    if not isinstance(drivers, dict) or drivers.get("websocket") is not eio_asgi.WebSocket:
+    if not isinstance(drivers, dict) or drivers.get("websocket") not in (eio_asgi.WebSocket,
+                                                                         ReleasingWebSocket):
         log.warning("engine.io %s: not the ASGI driver; Socket.IO fan-out uses the queue",
                     getattr(engineio, "__version__", "?"))
         return False

@@ -85,16 +85,18 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
                 extensions[SINK_EXTENSION] = {"register": self.set_frame_sink}
 
     def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        # The offer in the scope (a bound method of this protocol) and the sink (which holds
-        # the app's connection, and so the scope) make cycles: without them the connection is
-        # freed by reference counting when it ends, not by the next full collection, which
-        # frozen long-lived objects put off for minutes (gc_policy.py).
-        self._frame_sink = None
-        scope: Any = getattr(self, "scope", None)
-        extensions = scope.get("extensions") if isinstance(scope, dict) else None
-        if isinstance(extensions, dict):
-            extensions.pop(SINK_EXTENSION, None)
+        try:
+            super().connection_lost(exc)
+        finally:
+            # The offer in the scope (a bound method of this protocol) and the sink (which
+            # holds the app's connection, and so the scope) make cycles: without them the
+            # connection is freed by reference counting when it ends, not by the next full
+            # collection, which frozen long-lived objects put off for minutes (gc_policy.py).
+            self._frame_sink = None
+            scope: Any = getattr(self, "scope", None)
+            extensions = scope.get("extensions") if isinstance(scope, dict) else None
+            if isinstance(extensions, dict):
+                extensions.pop(SINK_EXTENSION, None)
 
     def set_frame_sink(self, sink: FrameSink | None) -> bool:
         """Register ``sink`` (None: unregister). False if this connection cannot take one."""
