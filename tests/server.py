@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import socketio
+import uvicorn
 
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 30.0
@@ -251,6 +252,24 @@ def wait_for(predicate: Callable[[], T], *, timeout: float = 60.0, what: str,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def serve_in_process(config: uvicorn.Config, *, timeout: float = 60.0
+                           ) -> AsyncIterator[uvicorn.Server]:
+    """Run ``config``'s app under uvicorn in this process, on the running loop, for the block
+    (for tests that look inside the app or choose uvicorn's own protocols)."""
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        await wait_until(lambda: server.started or task.done(), timeout=timeout,
+                         what="uvicorn started")
+        assert server.started, f"uvicorn did not start: {task}"
+        yield server
+    finally:
+        server.should_exit = True
+        await asyncio.wait([task], timeout=timeout)  # its outcome is in the log
+        task.cancel()
 
 
 async def wait_until(predicate: Callable[[], Any], *, timeout: float = 20.0,

@@ -23,7 +23,15 @@ import httpx
 import pytest
 import uvicorn
 import websockets
-from server import HOST, RunningServer, free_port, start_server, wait_until, watched_client
+from server import (
+    HOST,
+    RunningServer,
+    free_port,
+    serve_in_process,
+    start_server,
+    wait_until,
+    watched_client,
+)
 
 from tonewire.config import Settings
 from tonewire.sessions.buffer import SampleBuffer
@@ -342,17 +350,8 @@ async def stock_uvicorn(tmp_path: Path, sidecar: GatedSidecar) -> AsyncIterator[
                             ws="websockets-sansio", ws_per_message_deflate=False,
                             ws_max_size=MAX_FRAME, lifespan="on", log_config=None,
                             log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        await wait_until(lambda: server.started or task.done(), timeout=WAIT_S,
-                         what="uvicorn started")
-        assert server.started, f"uvicorn did not start: {task}"
+    async with serve_in_process(config, timeout=WAIT_S):
         yield f"http://{HOST}:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait([task], timeout=WAIT_S)  # its outcome is in the log
-        task.cancel()
 
 
 async def test_the_asgi_path_alone_gives_the_same_answers(

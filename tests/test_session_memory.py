@@ -28,7 +28,7 @@ import httpx
 import pytest
 import uvicorn
 import websockets
-from server import HOST, SioRecorder, free_port, sse_frames, wait_until
+from server import HOST, SioRecorder, free_port, serve_in_process, sse_frames, wait_until
 from signals import voice
 
 from tonewire.config import Settings
@@ -67,17 +67,8 @@ async def in_process_server(tmp_path: Path, **settings_kw: Any
                             ws=WebSocketProtocol, ws_per_message_deflate=False,
                             ws_max_size=settings.max_frame_bytes, lifespan="on",
                             log_config=None, log_level="warning")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        await wait_until(lambda: server.started or task.done(), timeout=WAIT_S,
-                         what="uvicorn started")
-        assert server.started, f"uvicorn did not start: {task}"
+    async with serve_in_process(config, timeout=WAIT_S) as server:
         yield f"http://{HOST}:{config.port}", server
-    finally:
-        server.should_exit = True
-        await asyncio.wait([task], timeout=WAIT_S)
-        task.cancel()
 
 
 @contextlib.contextmanager
