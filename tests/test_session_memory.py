@@ -214,7 +214,7 @@ async def reaped_session(tmp_path: Path) -> None:
             assert r.status_code == 200, r.text
             sid = r.json()["session_id"]
             ingest = f"ws://{HOST}:{server.config.port}/session/{sid}/audio"
-            for part in (pcm[:half], pcm[half:]):  # the first socket drops; a second resumes
+            for n, part in enumerate((pcm[:half], pcm[half:])):  # a socket drops; one resumes
                 async with websockets.connect(ingest) as ws:
                     await ws.send(b"\x00")  # odd byte count: an error answer, socket open
                     assert json.loads(await ws.recv())["ok"] is False
@@ -224,18 +224,17 @@ async def reaped_session(tmp_path: Path) -> None:
                         await ws.send(part[i : i + FRAME].tobytes())
                         assert json.loads(await ws.recv())["ok"] is True
                     watched.add_sockets(server)
-                    if sid in services.sessions.live and len(watched.refs) == 1:
+                    if n == 0:
                         watched.add("LiveSession", services.sessions.live[sid])
             assert len(watched.refs) == 3, watched.refs  # two ingest sockets, the session
             # Nobody follows it and its socket is gone: the reaper ends it.
             alive = await watched.still_alive()
-            view: dict[str, Any] = {}
-            for _ in range(int(WAIT_S / 0.1)):  # the end's store writes follow the session
-                view = (await client.get(f"/session/{sid}")).json()
-                if view["state"] == "ended":
-                    break
-                await asyncio.sleep(0.1)
-            assert view["state"] == "ended" and view["end_reason"] == "idle", view
+            async def ended() -> dict[str, Any] | None:
+                view: dict[str, Any] = (await client.get(f"/session/{sid}")).json()
+                return view if view["state"] == "ended" else None
+            # The end's store writes follow the session's release.
+            view = await wait_until(ended, timeout=WAIT_S, what="the session ended")
+            assert view["end_reason"] == "idle", view
             r = await client.get(f"/session/{sid}/history")
             assert r.status_code == 200 and r.json(), r.text  # its tone events were kept
             leftovers = ours(cyclic_garbage())

@@ -108,12 +108,13 @@ def install(eio: Any) -> bool:
     """Make this engine.io server (only) free its connections as they end. False, changing
     nothing, if it is not the ASGI driver this was written for."""
     drivers = getattr(eio, "_async", None)
-    translate = drivers.get("translate_request") if isinstance(drivers, dict) else None
-    if translate is not eio_asgi.translate_request or drivers is None \
+    if not isinstance(drivers, dict) \
+            or drivers.get("translate_request") is not eio_asgi.translate_request \
             or drivers.get("websocket") is not eio_asgi.WebSocket:
         log.warning("engine.io %s: not the ASGI driver; ended Socket.IO connections wait for "
                     "the complete garbage collection", getattr(engineio, "__version__", "?"))
         return False
-    eio._async = {**drivers, "translate_request": releasing_translate(translate),
+    eio._async = {**drivers,
+                  "translate_request": releasing_translate(drivers["translate_request"]),
                   "websocket": ReleasingWebSocket}  # a copy: other servers untouched
     return True
